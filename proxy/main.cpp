@@ -1,0 +1,85 @@
+// egressd: argv -> config -> Server -> signals.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "app/server.hpp"
+#include "build_info.hpp"
+#include "policy/check.hpp"
+#include "policy/config.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: egressd --config FILE            run the proxy
+       egressd --check-config FILE      validate FILE; exit 0, or 2 with file:line:col errors
+       egressd --config FILE --check JSON
+                                        decide offline, print what POST /v1/check answers
+       egressd --version | --help
+)";
+
+int print_errors(const std::vector<std::string>& errors) {
+  for (const auto& line : errors) std::cerr << line << "\n";
+  return 2;
+}
+
+int check_offline(const egressd::Config& config, const std::string& json_text) {
+  auto body = nlohmann::json::parse(json_text, nullptr, false);
+  if (body.is_discarded()) {
+    std::cout << egressd::error_body("invalid JSON", "").dump() << "\n";
+    return 2;
+  }
+  egressd::PolicyStore store;
+  if (auto error = store.replace_all(config.sandboxes)) return print_errors({error->error.message});
+  auto guard = std::get<egressd::Guard>(egressd::Guard::compile(config.guard_deny));
+  auto answer = egressd::check_request(*store.snapshot(), guard, config.unknown_source, body);
+  std::cout << answer.body.dump() << "\n";
+  return answer.status == 200 ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, check_config_path, check_json;
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--version") {
+      std::cout << "egressd " << egressd::build_info::kVersion << " ("
+                << egressd::build_info::kCompiler << ", " << egressd::build_info::kBuildType
+                << ")\n";
+      return 0;
+    } else if (arg == "--config" || arg == "--check-config" || arg == "--check") {
+      const char* v = value();
+      if (!v) {
+        std::cerr << "egressd: " << arg << " needs a value\n" << kUsage;
+        return 2;
+      }
+      if (arg == "--config") config_path = v;
+      if (arg == "--check-config") check_config_path = v;
+      if (arg == "--check") check = true, check_json = v;
+    } else {
+      std::cerr << "egressd: unknown argument \"" << arg << "\"\n" << kUsage;
+      return 2;
+    }
+  }
+  if (!check_config_path.empty()) {
+    auto loaded = egressd::load_config(check_config_path);
+    if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) return print_errors(*errors);
+    std::cout << check_config_path << ": ok\n";
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  auto loaded = egressd::load_config(config_path);
+  if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) return print_errors(*errors);
+  auto& config = std::get<egressd::Config>(loaded);
+  if (check) return check_offline(config, check_json);
+  return egressd::run_server(std::move(config));
+}

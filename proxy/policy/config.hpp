@@ -1,0 +1,62 @@
+#pragma once
+// The configuration file (DESIGN.md "Configuration file"), loaded with yaml-cpp. Unknown keys
+// are errors; every error carries file:line:col.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "policy/sandbox_policy.hpp"
+
+namespace egressd {
+
+enum class DnsVerify : uint8_t { dial, strict, off };
+enum class OnUpdate : uint8_t { revoke, keep };
+
+struct Config {
+  std::string path;
+  struct {
+    std::vector<std::string> tproxy{"0.0.0.0:15001", "[::]:15001"};
+    std::string control = "/run/egressd/control.sock";
+    std::optional<std::string> metrics = "127.0.0.1:9464";
+  } listen;
+  unsigned workers = 0;
+  std::string state_dir = "/var/lib/egressd";
+  struct {
+    std::vector<uint16_t> tls{443};
+    std::vector<uint16_t> http{80};
+  } inspect;
+  struct {
+    unsigned peek_ms = 5000;
+    unsigned connect_ms = 5000;
+  } timeouts;
+  struct {
+    unsigned max_peek_bytes = 16384;
+    unsigned max_connections_per_sandbox = 4096;
+  } limits;
+  struct {
+    std::vector<std::string> servers;
+    DnsVerify verify = DnsVerify::dial;
+  } dns;
+  std::vector<std::string> guard_deny{"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"};
+  Verdict unknown_source = Verdict::deny;
+  OnUpdate on_update = OnUpdate::revoke;
+  std::string access_log = "-";
+  std::vector<SandboxSpec> sandboxes;
+};
+
+// Errors as "file:line:col: message", one per line; empty when the file is good. A good file
+// also compiles: every rule, source and guard entry is validated, and sandboxes do not overlap.
+std::variant<Config, std::vector<std::string>> load_config(const std::string& path);
+std::variant<Config, std::vector<std::string>> load_config_text(const std::string& text,
+                                                                const std::string& name);
+
+// Parses "1.2.3.4:80" / "[::1]:80" listen addresses.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+std::optional<HostPort> parse_host_port(std::string_view text);
+
+}  // namespace egressd

@@ -1,0 +1,123 @@
+#pragma once
+// All sandboxes, keyed by id and by source address, published as immutable snapshots.
+// Writers (config load, control API) serialise on a mutex; readers on worker threads hold a
+// SnapshotReader that costs one atomic load per connection when nothing changed.
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "policy/sandbox_policy.hpp"
+
+namespace egressd {
+
+struct Sandbox {
+  std::string id;
+  std::vector<IpPrefix> sources;
+  std::vector<std::string> source_texts;
+  std::shared_ptr<const CompiledPolicy> policy;
+  uint64_t generation = 0;
+};
+
+class StoreSnapshot {
+ public:
+  static constexpr size_t kShards = 256;
+
+  const Sandbox* find_by_id(std::string_view id) const;
+  const Sandbox* find_by_source(const IpAddress& source) const;
+  std::shared_ptr<const Sandbox> share_by_id(std::string_view id) const;
+  std::shared_ptr<const Sandbox> share_by_source(const IpAddress& source) const;
+  size_t size() const { return count_; }
+  uint64_t generation() const { return generation_; }
+  template <typename Visit>
+  void for_each(Visit&& visit) const {
+    for (const auto& shard : by_id_)
+      for (const auto& [id, sandbox] : *shard) visit(*sandbox);
+  }
+
+ private:
+  friend class PolicyStore;
+  using IdShard = std::unordered_map<std::string, std::shared_ptr<const Sandbox>>;
+  using SourceShard = std::unordered_map<IpAddress, std::shared_ptr<const Sandbox>, IpAddressHash>;
+  struct CidrSource {
+    IpPrefix prefix;
+    std::shared_ptr<const Sandbox> sandbox;
+  };
+  using CidrSources = std::vector<CidrSource>;  // non-overlapping, sorted by (family, address)
+
+  static size_t shard_of(std::string_view id);
+  static size_t shard_of(const IpAddress& address);
+
+  std::array<std::shared_ptr<const IdShard>, kShards> by_id_;
+  std::array<std::shared_ptr<const SourceShard>, kShards> by_source_;
+  std::shared_ptr<const CidrSources> cidr_sources_;
+  size_t count_ = 0;
+  uint64_t generation_ = 0;
+};
+
+class PolicyStore {
+ public:
+  PolicyStore();
+
+  // Validates completely, then publishes; on error nothing changes. `expected_generation`
+  // (If-Match) must equal the stored one when given. The error field names the bad entry.
+  struct PutError {
+    enum class Kind { invalid, conflict, generation_mismatch } kind;
+    FieldError error;
+  };
+  std::variant<std::shared_ptr<const Sandbox>, PutError> put(
+      const SandboxSpec& spec, std::optional<uint64_t> expected_generation = std::nullopt);
+  // Publishes many sandboxes at once (startup, SIGHUP); all or nothing.
+  std::optional<PutError> replace_all(const std::vector<SandboxSpec>& specs);
+  bool remove(std::string_view id);
+
+  std::shared_ptr<const StoreSnapshot> snapshot() const;
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+ private:
+  struct SourceOwner {
+    uint8_t length;
+    std::string id;
+  };
+  using SourceKey = std::pair<uint8_t, uint128>;  // (family, first address)
+
+  static std::variant<std::shared_ptr<Sandbox>, PutError> build(const SandboxSpec& spec);
+  std::optional<PutError> check_sources(const Sandbox& sandbox) const;
+  void unindex(StoreSnapshot& next, const Sandbox& old);
+  void index(StoreSnapshot& next, const std::shared_ptr<const Sandbox>& sandbox);
+  void publish(std::shared_ptr<const StoreSnapshot> next);
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<const StoreSnapshot> current_;
+  std::map<SourceKey, SourceOwner> owners_;  // writer-side, for overlap checks
+  uint64_t next_generation_ = 1;
+  std::atomic<uint64_t> version_{0};
+};
+
+// Per-thread cache of the current snapshot: one atomic load per call when nothing changed.
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(const PolicyStore& store) : store_(store) {}
+  const std::shared_ptr<const StoreSnapshot>& get() {
+    uint64_t version = store_.version();
+    if (version != seen_ || !snapshot_) {
+      snapshot_ = store_.snapshot();
+      seen_ = version;
+    }
+    return snapshot_;
+  }
+
+ private:
+  const PolicyStore& store_;
+  uint64_t seen_ = 0;
+  std::shared_ptr<const StoreSnapshot> snapshot_;
+};
+
+bool valid_sandbox_id(std::string_view id);
+
+}  // namespace egressd

@@ -1,0 +1,159 @@
+#include "policy/sandbox_policy.hpp"
+
+namespace egressd {
+
+std::string_view to_string(Mode mode) {
+  return mode == Mode::audit ? "audit" : "enforce";
+}
+
+std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::compile(
+    const SandboxSpec& spec) {
+  auto policy = std::make_shared<CompiledPolicy>();
+  policy->default_verdict_ = spec.default_verdict;
+  policy->mode_ = spec.mode;
+  size_t text_bytes = 0;
+  for (const auto& text : spec.allow) text_bytes += text.size();
+  for (const auto& text : spec.deny) text_bytes += text.size();
+  policy->texts_.reserve(text_bytes);
+  policy->rules_.reserve(spec.allow.size() + spec.deny.size());
+
+  auto add_list = [&](const std::vector<std::string>& list, bool allow,
+                      const char* field) -> std::optional<FieldError> {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string& text = list[i];
+      auto parsed = parse_rule(text);
+      if (auto* error = std::get_if<std::string>(&parsed)) {
+        return FieldError{std::string(field) + "[" + std::to_string(i) + "]",
+                          "\"" + text + "\": " + *error};
+      }
+      if (text.size() > UINT16_MAX) return FieldError{field, "rule too long"};
+      const Rule& rule = std::get<Rule>(parsed);
+      auto rule_id = static_cast<uint32_t>(policy->rules_.size());
+      policy->rules_.push_back(RuleRecord{static_cast<uint32_t>(policy->texts_.size()),
+                                          static_cast<uint16_t>(text.size()), allow, rule.ports});
+      policy->texts_ += text;
+      switch (rule.kind) {
+        case RuleKind::exact_name:
+        case RuleKind::below_name:
+        case RuleKind::suffix_name:
+          policy->names_.add(rule.kind, rule.name, rule_id);
+          break;
+        case RuleKind::any:
+          policy->any_name_rules_.push_back(rule_id);
+          policy->v4_.add(IpPrefix{IpAddress{Family::v4, 0}, 0}, rule_id);
+          policy->v6_.add(IpPrefix{IpAddress{Family::v6, 0}, 0}, rule_id);
+          break;
+        case RuleKind::address:
+          (rule.prefix.address.family == Family::v4 ? policy->v4_ : policy->v6_)
+              .add(rule.prefix, rule_id);
+          break;
+      }
+    }
+    return std::nullopt;
+  };
+  if (auto error = add_list(spec.allow, true, "egress.allow")) return *error;
+  if (auto error = add_list(spec.deny, false, "egress.deny")) return *error;
+  policy->names_.finish();
+  policy->v4_.finish();
+  policy->v6_.finish();
+  policy->any_name_rules_.shrink_to_fit();
+  return std::shared_ptr<const CompiledPolicy>(std::move(policy));
+}
+
+Decision CompiledPolicy::decide(const std::string* name,
+                                const std::optional<IpAddress>& destination, uint16_t port) const {
+  auto port_matches = [&](uint32_t rule_id) { return rules_[rule_id].ports.contains(port); };
+  auto is_allow = [&](uint32_t rule_id) { return rules_[rule_id].allow; };
+  auto decided = [&](uint32_t rule_id, Reason allowed, Reason denied) {
+    bool allow = rules_[rule_id].allow;
+    return Decision{allow ? Verdict::allow : Verdict::deny, allow ? allowed : denied,
+                    text_of(rule_id)};
+  };
+  if (name != nullptr) {
+    uint32_t rule = names_.lookup(*name, port_matches, is_allow);
+    if (rule == DomainIndex::kNoRule) {
+      uint32_t first_deny = DomainIndex::kNoRule;
+      for (uint32_t id : any_name_rules_) {
+        if (!port_matches(id)) continue;
+        if (is_allow(id)) {
+          rule = id;
+          break;
+        }
+        if (first_deny == DomainIndex::kNoRule) first_deny = id;
+      }
+      if (rule == DomainIndex::kNoRule) rule = first_deny;
+    }
+    if (rule != DomainIndex::kNoRule)
+      return decided(rule, Reason::allowed_domain, Reason::denied_domain);
+  }
+  if (destination) {
+    const CidrIndex& index = destination->family == Family::v4 ? v4_ : v6_;
+    uint32_t rule = index.lookup(destination->bits, port_matches, is_allow);
+    if (rule != CidrIndex::kNoRule)
+      return decided(rule, Reason::allowed_address, Reason::denied_address);
+  }
+  return default_verdict_ == Verdict::allow ? Decision{Verdict::allow, Reason::default_allow, {}}
+                                            : Decision{Verdict::deny, Reason::default_deny, {}};
+}
+
+std::vector<std::string> CompiledPolicy::rule_texts(bool allow) const {
+  std::vector<std::string> texts;
+  for (uint32_t id = 0; id < rules_.size(); ++id) {
+    if (rules_[id].allow == allow) texts.emplace_back(text_of(id));
+  }
+  return texts;
+}
+
+size_t CompiledPolicy::memory_bytes() const {
+  return sizeof(*this) + texts_.capacity() + rules_.capacity() * sizeof(RuleRecord) +
+         any_name_rules_.capacity() * sizeof(uint32_t) + names_.memory_bytes() +
+         v4_.memory_bytes() + v6_.memory_bytes();
+}
+
+std::variant<Guard, FieldError> Guard::compile(const std::vector<std::string>& prefixes) {
+  Guard guard;
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    auto parsed = IpPrefix::parse(prefixes[i]);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+      return FieldError{"guard.deny[" + std::to_string(i) + "]",
+                        "\"" + prefixes[i] + "\": " + *error};
+    }
+    const IpPrefix& prefix = std::get<IpPrefix>(parsed);
+    (prefix.address.family == Family::v4 ? guard.v4_ : guard.v6_)
+        .add(prefix, static_cast<uint32_t>(i));
+    guard.texts_.push_back(prefixes[i]);
+  }
+  guard.v4_.finish();
+  guard.v6_.finish();
+  return guard;
+}
+
+std::string_view Guard::covering(const IpAddress& destination) const {
+  auto any_port = [](uint32_t) { return true; };
+  auto deny = [](uint32_t) { return false; };
+  const CidrIndex& index = destination.family == Family::v4 ? v4_ : v6_;
+  uint32_t id = index.lookup(destination.bits, any_port, deny);
+  return id == CidrIndex::kNoRule ? std::string_view{} : std::string_view(texts_[id]);
+}
+
+Decision decide(const Guard& guard, const CompiledPolicy* policy, Verdict unknown_source,
+                const DecisionInput& input) {
+  if (policy == nullptr && unknown_source == Verdict::deny) {
+    return Decision{Verdict::deny, Reason::unknown_source, {}};
+  }
+  // The guard holds in audit mode too: it protects the host, not the sandbox owner's intent.
+  if (input.destination) {
+    if (auto entry = guard.covering(*input.destination); !entry.empty()) {
+      return Decision{Verdict::deny, Reason::guarded_destination, entry};
+    }
+  }
+  if (policy == nullptr) return Decision{Verdict::allow, Reason::default_allow, {}};
+  Decision decision = policy->decide(input.name, input.destination, input.port);
+  if (decision.verdict == Verdict::deny && policy->mode() == Mode::audit) {
+    decision.verdict = Verdict::allow;
+    decision.reason = Reason::audit_allow;
+  }
+  return decision;
+}
+
+}  // namespace egressd

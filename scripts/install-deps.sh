@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package egressd needs to build, test, demo and benchmark.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  build-essential g++ cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
+  libasio-dev libssl-dev openssl node-llhttp libc-ares-dev libyaml-cpp-dev
+  prometheus-cpp-dev doctest-dev libpsl-dev publicsuffix libbenchmark-dev nlohmann-json3-dev
+  iproute2 iptables nftables nginx-light dnsmasq-base curl wrk haproxy python3 procps psmisc
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Debian's nginx service would grab port 80 on the host; tests start their own instances.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: dependencies, format check, release + ASan/UBSan unit tests, bounded
+# fuzzing, end-to-end tests under real TPROXY. Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-45}
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash scripts/install-deps.sh
+
+step "clang-format"
+bash scripts/check-format.sh
+
+step "release build + unit tests"
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$(nproc)"
+./build/release/unit_tests
+
+step "ASan+UBSan build + unit tests"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$(nproc)" --target unit_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/asan/unit_tests
+
+if [ -d tests/fuzz ] && ls tests/fuzz/fuzz_*.cpp >/dev/null 2>&1; then
+  step "fuzzing (${FUZZ_SECONDS}s per target, on top of the seed corpora)"
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz -j "$(nproc)"
+  bash tests/fuzz/run.sh build/fuzz "$FUZZ_SECONDS"
+fi
+
+if [ -x tests/e2e/run.sh ]; then
+  step "end-to-end (network namespaces + TPROXY)"
+  tests/e2e/run.sh build/release
+fi
+step "all tests passed"

@@ -1,0 +1,128 @@
+#include <doctest/doctest.h>
+
+#include "policy/check.hpp"
+#include "policy/config.hpp"
+
+using namespace egressd;
+
+namespace {
+
+std::vector<std::string> errors_of(const std::string& text) {
+  auto loaded = load_config_text(text, "t.yaml");
+  if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) return *errors;
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("Config: defaults as DESIGN.md documents") {
+  auto loaded = load_config_text("", "empty.yaml");
+  REQUIRE(std::holds_alternative<Config>(loaded));
+  const Config& c = std::get<Config>(loaded);
+  CHECK(c.listen.tproxy == std::vector<std::string>{"0.0.0.0:15001", "[::]:15001"});
+  CHECK(c.listen.control == "/run/egressd/control.sock");
+  CHECK(c.listen.metrics == "127.0.0.1:9464");
+  CHECK(c.workers == 0);
+  CHECK(c.state_dir == "/var/lib/egressd");
+  CHECK(c.inspect.tls == std::vector<uint16_t>{443});
+  CHECK(c.inspect.http == std::vector<uint16_t>{80});
+  CHECK(c.timeouts.peek_ms == 5000);
+  CHECK(c.timeouts.connect_ms == 5000);
+  CHECK(c.limits.max_peek_bytes == 16384);
+  CHECK(c.limits.max_connections_per_sandbox == 4096);
+  CHECK(c.dns.servers.empty());
+  CHECK(c.dns.verify == DnsVerify::dial);
+  CHECK(c.guard_deny ==
+        std::vector<std::string>{"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"});
+  CHECK(c.unknown_source == Verdict::deny);
+  CHECK(c.on_update == OnUpdate::revoke);
+  CHECK(c.access_log == "-");
+  CHECK(c.sandboxes.empty());
+}
+
+TEST_CASE("Config: the shipped example loads with every key") {
+  auto loaded = load_config(EGRESSD_SOURCE_DIR "/config/egressd.yaml");
+  if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) FAIL((*errors)[0]);
+  const Config& c = std::get<Config>(loaded);
+  REQUIRE(c.sandboxes.size() == 1);
+  CHECK(c.sandboxes[0].id == "demo");
+  CHECK(c.sandboxes[0].allow.size() == 4);
+}
+
+TEST_CASE("Config: errors carry file:line:col and change nothing") {
+  struct Row {
+    const char* yaml;
+    const char* expected;
+  };
+  const Row rows[] = {
+      {"listen:\n  tproxy: [\"0.0.0.0:1\"]\n  bogus: 1\n",
+       "t.yaml:3:3: unknown key \"listen.bogus\""},
+      {"wrkers: 2\n", "t.yaml:1:1: unknown key \"wrkers\""},
+      {"workers: -1\n", "t.yaml:1:10: workers: expected an integer"},
+      {"workers: two\n", "t.yaml:1:10: workers: expected an integer"},
+      {"on_update: maybe\n", "t.yaml:1:12: on_update: \"maybe\" is not one of revoke | keep"},
+      {"dns: { verify: loose }\n", "dns.verify: \"loose\" is not one of dial | strict | off"},
+      {"guard:\n  deny: [\"10.0.0.1/8\"]\n",
+       "t.yaml:2:10: guard.deny[0]: \"10.0.0.1/8\": host bits set"},
+      {"listen: { tproxy: [\"0.0.0.0\"] }\n", "listen.tproxy[0]: \"0.0.0.0\" is not ADDRESS:PORT"},
+      {"inspect: { tls: [443, 70000] }\n", "inspect.tls[1]: expected an integer 1-65535"},
+      {"inspect: { tls: [80] }\n", "port 80 is both tls and http"},
+      {"sandboxes:\n  - id: a\n    sources: [\"10.200.1.2\"]\n    egress:\n      allow: "
+       "[\"ok.example\",\n              \"*.com\"]\n",
+       "t.yaml:6:15: sandboxes[0].egress.allow[1]: \"*.com\": wildcard over the public suffix "
+       "\"com\""},
+      {"sandboxes:\n  - id: a\n    sources: [\"10.200.1.0/24\"]\n  - id: b\n    sources: "
+       "[\"10.200.1.7\"]\n",
+       "t.yaml:5:15: sandboxes[1].sources[0]: \"10.200.1.7\" overlaps a source of sandbox \"a\""},
+      {"sandboxes:\n  - id: a\n  - id: a\n", "t.yaml:3:9: sandboxes[1].id: duplicate id \"a\""},
+      {"sandboxes:\n  - sources: []\n", "sandboxes[0]: missing \"id\""},
+      {"sandboxes:\n  - id: a\n    egress: { defualt: deny }\n",
+       "unknown key \"sandboxes[0].egress.defualt\""},
+      {"sandboxes:\n  - id: a\n    mode: watch\n",
+       "sandboxes[0].mode: \"watch\" is not one of enforce | audit"},
+      {"listen: [\n", "t.yaml:2:1:"},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.yaml);
+    auto errors = errors_of(row.yaml);
+    REQUIRE_FALSE(errors.empty());
+    CHECK(errors[0].find(row.expected) != std::string::npos);
+    CHECK(errors[0].rfind("t.yaml:", 0) == 0);
+  }
+}
+
+TEST_CASE("check_request answers like POST /v1/check") {
+  auto loaded = load_config(EGRESSD_SOURCE_DIR "/config/egressd.yaml");
+  const Config& c = std::get<Config>(loaded);
+  PolicyStore store;
+  REQUIRE_FALSE(store.replace_all(c.sandboxes));
+  auto guard = std::get<Guard>(Guard::compile(c.guard_deny));
+  auto ask = [&](const char* json) {
+    return check_request(*store.snapshot(), guard, c.unknown_source, nlohmann::json::parse(json));
+  };
+  auto a = ask(R"({"sandbox":"demo","host":"api.github.com","ip":"198.18.0.10","port":443})");
+  CHECK(a.status == 200);
+  CHECK(a.body.dump() == R"({"reason":"allowed_domain","rule":"*.github.com","verdict":"allow"})");
+  a = ask(R"({"sandbox":"demo","host":"gist.github.com","port":443})");
+  CHECK(a.body["reason"] == "denied_domain");
+  a = ask(R"({"sandbox":"demo","host":"evil.example","ip":"203.0.113.9","port":443})");
+  CHECK(a.body.dump() == R"({"reason":"default_deny","rule":null,"verdict":"deny"})");
+  a = ask(R"({"sandbox":"demo","ip":"169.254.169.254","port":80})");
+  CHECK(a.body["reason"] == "guarded_destination");
+  CHECK(ask(R"({"sandbox":"nope","host":"a.example","port":443})").status == 404);
+  auto bad = ask(R"({"sandbox":"demo","host":"bad_name","port":443})");
+  CHECK(bad.status == 400);
+  CHECK(bad.body["field"] == "host");
+  CHECK(ask(R"({"sandbox":"demo","host":"a.example","port":0})").body["field"] == "port");
+  CHECK(ask(R"({"sandbox":"demo","host":"a.example","port":1,"extra":1})").body["field"] ==
+        "extra");
+  CHECK(ask(R"({"sandbox":"demo","port":443})").status == 400);
+}
+
+TEST_CASE("Config: odd YAML shapes are errors, not crashes") {
+  for (const char* yaml : {"? [a, b]\n: 1\n", "listen: 5\n", "sandboxes: {a: 1}\n", "- 1\n- 2\n",
+                           "sandboxes:\n  - id: [x]\n", "guard: { deny: 7 }\n"}) {
+    CAPTURE(yaml);
+    CHECK_FALSE(errors_of(yaml).empty());
+  }
+}
