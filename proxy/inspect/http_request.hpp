@@ -1,0 +1,86 @@
+#pragma once
+// Incremental HTTP/1.x request parser on llhttp: fed client->server bytes as they arrive, it
+// stops at the end of every request head so the session can decide that request before any
+// of its bytes are relayed, and skips bodies (Content-Length, chunked) to find the next head.
+// Pure: no I/O, no logging; a head larger than max_head_bytes is refused.
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "inspect/parse_status.hpp"
+#include "policy/ip.hpp"
+#include "policy/reason.hpp"
+
+namespace egressd {
+
+struct RequestHead {
+  std::string name;                  // canonical Host name; empty when none or an address
+  std::optional<IpAddress> address;  // Host was an IP literal ("[v6]" or v4)
+  uint8_t http_major = 1;
+  uint8_t http_minor = 1;
+  bool upgrade = false;  // the connection leaves HTTP after this request
+};
+
+class HttpRequestParser {
+ public:
+  explicit HttpRequestParser(size_t max_head_bytes = 16384);
+  HttpRequestParser(const HttpRequestParser&) = delete;
+  HttpRequestParser& operator=(const HttpRequestParser&) = delete;
+
+  enum class Event : uint8_t {
+    need_more,      // all bytes consumed; more are needed
+    head_complete,  // stopped right after a request head: head() is valid
+    refused,        // refusal() says why
+    upgraded,       // after an upgrade head: the rest is not HTTP; stop parsing
+  };
+
+  // Consumes bytes up to the next event; `consumed` says how many were used.
+  Event feed(std::span<const uint8_t> bytes, size_t& consumed);
+
+  const RequestHead& head() const { return head_; }
+  Reason refusal() const { return refusal_; }
+  // True while bytes of a request head (or the gap before it) are being read: those bytes
+  // must be held back until the head completes and is decided.
+  bool inside_head() const { return inside_head_; }
+
+ private:
+  static int on_message_begin(llhttp_t* parser);
+  static int on_url(llhttp_t* parser, const char* at, size_t length);
+  static int on_header_field(llhttp_t* parser, const char* at, size_t length);
+  static int on_header_value(llhttp_t* parser, const char* at, size_t length);
+  static int on_header_value_complete(llhttp_t* parser);
+  static int on_headers_complete(llhttp_t* parser);
+  static int on_message_complete(llhttp_t* parser);
+
+  Event refuse(Reason reason);
+  bool finish_head();
+
+  llhttp_settings_t settings_;
+  llhttp_t parser_;
+  size_t max_head_bytes_;
+  size_t head_bytes_ = 0;
+  bool inside_head_ = true;
+  enum class Pause : uint8_t { none, head, message } pause_ = Pause::none;
+  bool upgraded_ = false;
+  bool refused_ = false;
+  Reason refusal_ = Reason::not_http;
+  // Current header being read (bounded by max_head_bytes_).
+  std::string field_;
+  std::string value_;
+  bool field_done_ = false;
+  std::string url_;
+  std::string host_;
+  int host_count_ = 0;
+  RequestHead head_;
+};
+
+// Parses a Host header value or URL authority: "name", "name:port", "v4[:port]", "[v6][:port]".
+// Fills `name` (canonical) or `address`; returns false when malformed.
+bool parse_http_authority(std::string_view authority, std::string& name,
+                          std::optional<IpAddress>& address);
+
+}  // namespace egressd

@@ -1,0 +1,33 @@
+import socket, subprocess, os, sys, time
+out = sys.argv[1]
+def capture(cmd, name):
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); port = s.getsockname()[1]
+    p = subprocess.Popen(cmd.replace('{PORT}', str(port)), shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    c, _ = s.accept(); c.settimeout(1.5); data = b''
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d: break
+            data += d
+    except socket.timeout: pass
+    c.close(); s.close(); os.killpg(p.pid, 9); p.wait()
+    open(os.path.join(out, 'client_hello', name), 'wb').write(data)
+capture('openssl s_client -connect 127.0.0.1:{PORT} -servername api.github.com </dev/null', 'openssl_tls13')
+capture('openssl s_client -connect 127.0.0.1:{PORT} -servername pypi.org -tls1_2 -alpn h2,http/1.1 </dev/null', 'openssl_tls12_alpn')
+capture('curl -sk --max-time 3 --resolve files.pythonhosted.org:{PORT}:127.0.0.1 https://files.pythonhosted.org:{PORT}/', 'curl')
+capture("python3 -c \"import socket,ssl; c=ssl.create_default_context(); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE; c.wrap_socket(socket.create_connection(('127.0.0.1',{PORT})),server_hostname='registry.npmjs.org')\"", 'python_ssl')
+h = os.path.join(out, 'http_request')
+seeds = {
+ 'get': b'GET / HTTP/1.1\r\nHost: example.com\r\n\r\n',
+ 'pipelined': b'POST /a HTTP/1.1\r\nHost: one.example\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: two.example:8080\r\n\r\n',
+ 'chunked': b'POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: b.example\r\n\r\n',
+ 'absolute': b'GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n',
+ 'http10': b'GET / HTTP/1.0\r\n\r\n',
+ 'v6': b'GET / HTTP/1.1\r\nHost: [fd00::1]:80\r\n\r\n',
+ 'upgrade': b'GET / HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00',
+ 'h2c': b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+}
+for k, v in seeds.items(): open(os.path.join(h, k), 'wb').write(v)
+r = os.path.join(out, 'rule')
+for i, v in enumerate(['*.github.com', 'pypi.org:443', '.example.com', '*:22', '198.18.0.0/24', '[2001:db8::/32]:443', '10.0.0.7:5432', '::/0', '*.co.uk', 'a.example.com:8000-8080']):
+    open(os.path.join(r, 'r%d' % i), 'w').write(v)
