@@ -8,13 +8,14 @@
 
 namespace egressd {
 
-#define EGRESSD_ALL_REASONS(X)                                                                    \
-  X(allowed_domain)                                                                               \
-  X(allowed_address)                                                                              \
-  X(default_allow) X(audit_allow) X(denied_domain) X(denied_address) X(default_deny)              \
-      X(guarded_destination) X(unknown_source) X(no_sni) X(malformed_tls) X(hello_too_large)      \
-          X(not_tls) X(not_http) X(malformed_host) X(peek_timeout) X(dns_mismatch) X(dns_failure) \
-              X(connect_failed) X(connection_limit) X(revoked)
+// clang-format off
+#define EGRESSD_ALL_REASONS(X)                                                              \
+  X(allowed_domain) X(allowed_address) X(default_allow) X(audit_allow) X(denied_domain)    \
+  X(denied_address) X(default_deny) X(guarded_destination) X(unknown_source) X(no_sni)     \
+  X(malformed_tls) X(hello_too_large) X(not_tls) X(not_http) X(malformed_host)             \
+  X(peek_timeout) X(dns_mismatch) X(dns_failure) X(connect_failed) X(connection_limit)     \
+  X(revoked)
+// clang-format on
 
 enum class Reason : uint8_t {
 #define EGRESSD_REASON_ENUM(name) name,
