@@ -1,0 +1,233 @@
+#include "app/server.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <chrono>
+#include <iostream>
+#include <list>
+#include <thread>
+
+#include "app/runtime.hpp"
+#include "net/listener.hpp"
+#include "session/session.hpp"
+
+namespace egressd {
+namespace {
+
+using asio::ip::tcp;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto kDrainTime = std::chrono::seconds(10);
+
+void log_line(const std::string& message) {
+  std::cerr << "egressd: " << message << std::endl;
+}
+
+// Accepts until the acceptor is closed. EMFILE/ENFILE back off (counted) instead of spinning.
+asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
+  auto backoff = std::chrono::milliseconds(10);
+  for (;;) {
+    auto [error, socket] = co_await acceptor.async_accept(use_nothrow);
+    if (!error) {
+      backoff = std::chrono::milliseconds(10);
+      worker.active.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(
+          worker.io, run_session(worker, std::move(socket)),
+          [&worker](std::exception_ptr) { worker.active.fetch_sub(1, std::memory_order_relaxed); });
+      continue;
+    }
+    if (error == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    worker.shared.metrics.accept_error(error.value());
+    if (error.value() == EMFILE || error.value() == ENFILE || error.value() == ENOBUFS ||
+        error.value() == ENOMEM) {
+      asio::steady_timer pause(worker.io, backoff);
+      co_await pause.async_wait(use_nothrow);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    }
+  }
+}
+
+std::shared_ptr<Settings> build_settings(const Config& config) {
+  auto settings =
+      std::make_shared<Settings>(Settings{std::get<Guard>(Guard::compile(config.guard_deny))});
+  for (uint16_t port : config.inspect.tls) settings->tls_ports.set(port);
+  for (uint16_t port : config.inspect.http) settings->http_ports.set(port);
+  settings->peek_ms = config.timeouts.peek_ms;
+  settings->connect_ms = config.timeouts.connect_ms;
+  settings->max_peek_bytes = config.limits.max_peek_bytes;
+  settings->max_connections_per_sandbox = config.limits.max_connections_per_sandbox;
+  settings->unknown_source = config.unknown_source;
+  settings->on_update = config.on_update;
+  settings->dns_verify = config.dns.verify;
+  return settings;
+}
+
+void raise_fd_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Settings> Settings::from(const Config& config) {
+  return build_settings(config);
+}
+
+int run_server(Config config) {
+  raise_fd_limit();
+  signal(SIGPIPE, SIG_IGN);
+  Shared shared(Settings::from(config));
+  if (!shared.access_log.open(config.access_log)) {
+    log_line("cannot open access log " + config.access_log + ": " + std::strerror(errno));
+    return 1;
+  }
+  if (auto error = shared.store.replace_all(config.sandboxes)) {
+    log_line("invalid sandboxes: " + error->error.field + ": " + error->error.message);
+    return 2;
+  }
+  shared.metrics.sandboxes(shared.store.snapshot()->size());
+  if (config.listen.metrics) {
+    try {
+      shared.metrics.expose(*config.listen.metrics);
+    } catch (const std::exception& e) {
+      log_line("cannot serve metrics on " + *config.listen.metrics + ": " + e.what());
+      return 1;
+    }
+  }
+
+  unsigned workers =
+      config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+  std::list<Worker> pool;  // stable addresses
+  std::vector<std::vector<tcp::acceptor>> acceptors(workers);
+  for (unsigned i = 0; i < workers; ++i) {
+    Worker& worker = pool.emplace_back(shared);
+    for (const std::string& address : config.listen.tproxy) {
+      auto host_port = *parse_host_port(address);
+      std::error_code error;
+      std::string step;
+      auto acceptor = open_tproxy_listener(worker.io, host_port.host, host_port.port, error, step);
+      if (error) {
+        log_line("cannot listen on " + address + " (" + step + "): " + error.message() +
+                 (step.find("TRANSPARENT") != std::string::npos ? " (needs CAP_NET_ADMIN)" : ""));
+        return 1;
+      }
+      acceptors[i].push_back(std::move(acceptor));
+    }
+  }
+  for (unsigned i = 0; i < workers; ++i) {
+    Worker& worker = *std::next(pool.begin(), i);
+    for (auto& acceptor : acceptors[i])
+      asio::co_spawn(worker.io, accept_loop(worker, acceptor), asio::detached);
+  }
+
+  // Signals are handled on the main thread's io_context only.
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&blocked, s);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+  std::vector<std::thread> threads;
+  for (Worker& worker : pool) {
+    threads.emplace_back([&worker] {
+      auto guard = asio::make_work_guard(worker.io);
+      worker.io.run();
+    });
+  }
+  pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
+
+  asio::io_context main_io(1);
+  asio::signal_set signals(main_io, SIGTERM, SIGINT, SIGHUP);
+  signals.add(SIGUSR1);
+  asio::steady_timer flush_timer(main_io);
+  bool stopping = false;
+  std::function<void()> flush_every;
+  flush_every = [&] {
+    shared.access_log.flush();
+    if (stopping) return;
+    flush_timer.expires_after(std::chrono::milliseconds(200));
+    flush_timer.async_wait([&](const asio::error_code& e) {
+      if (!e) flush_every();
+    });
+  };
+  flush_every();
+  std::function<void()> wait_signal;
+  wait_signal = [&] {
+    signals.async_wait([&](const asio::error_code& error, int signal_number) {
+      if (error) return;
+      if (signal_number == SIGHUP) {
+        auto loaded = load_config(config.path);
+        if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
+          log_line("reload refused, keeping the running configuration:");
+          for (const auto& line : *errors) log_line("  " + line);
+          shared.metrics.policy_update(false);
+        } else {
+          Config& fresh = std::get<Config>(loaded);
+          if (auto problem = shared.store.replace_all(fresh.sandboxes)) {
+            log_line("reload refused: " + problem->error.field + ": " + problem->error.message);
+            shared.metrics.policy_update(false);
+          } else {
+            shared.settings.publish(Settings::from(fresh));
+            shared.metrics.policy_update(true);
+            shared.metrics.sandboxes(shared.store.snapshot()->size());
+            if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
+                fresh.listen.metrics != config.listen.metrics ||
+                fresh.access_log != config.access_log) {
+              log_line("reloaded; listen, workers, metrics and access_log changes need a restart");
+            } else {
+              log_line("reloaded " + config.path);
+            }
+          }
+        }
+        wait_signal();
+        return;
+      }
+      if (signal_number == SIGUSR1) {
+        if (!shared.access_log.reopen()) log_line("cannot reopen the access log");
+        wait_signal();
+        return;
+      }
+      log_line("stopping: no new connections, draining for up to " +
+               std::to_string(kDrainTime.count()) + " s");
+      shared.draining = true;
+      for (unsigned i = 0; i < workers; ++i) {
+        Worker& worker = *std::next(pool.begin(), i);
+        asio::post(worker.io, [&acceptors, i] {
+          for (auto& acceptor : acceptors[i]) {
+            asio::error_code ignored;
+            acceptor.close(ignored);
+          }
+        });
+      }
+      stopping = true;
+    });
+  };
+  wait_signal();
+  main_io.run();  // returns once a stop signal arrived and the flush timer stopped
+  auto deadline = std::chrono::steady_clock::now() + kDrainTime;
+  auto active = [&] {
+    size_t total = 0;
+    for (Worker& worker : pool) total += worker.active.load();
+    return total;
+  };
+  while (active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (active() > 0)
+    log_line(std::to_string(active()) + " connections still open after the drain time; closing");
+  for (Worker& worker : pool) worker.io.stop();
+  for (auto& thread : threads) thread.join();
+  shared.access_log.flush();
+  log_line("stopped");
+  return 0;
+}
+
+}  // namespace egressd

@@ -1,0 +1,81 @@
+#include "metrics/metrics.hpp"
+
+#include <cstring>
+
+#include "build_info.hpp"
+
+namespace egressd {
+
+Metrics::Metrics() {
+  auto& connections =
+      prometheus::BuildCounter()
+          .Name("egressd_connections_total")
+          .Help("Finished connections by verdict and reason (exactly one reason each)")
+          .Register(*registry_);
+  for (Reason reason : kAllReasons) {
+    connections_[static_cast<size_t>(reason)] =
+        &connections.Add({{"verdict", std::string(to_string(verdict_of(reason)))},
+                          {"reason", std::string(to_string(reason))}});
+  }
+  auto& active = prometheus::BuildGauge()
+                     .Name("egressd_connections_active")
+                     .Help("Live connections by phase")
+                     .Register(*registry_);
+  active_ = {&active.Add({{"phase", "peek"}}), &active.Add({{"phase", "connect"}}),
+             &active.Add({{"phase", "relay"}})};
+  auto& bytes = prometheus::BuildCounter()
+                    .Name("egressd_bytes_total")
+                    .Help("Relayed bytes")
+                    .Register(*registry_);
+  bytes_up_ = &bytes.Add({{"direction", "up"}});
+  bytes_down_ = &bytes.Add({{"direction", "down"}});
+  decision_ =
+      &prometheus::BuildHistogram()
+           .Name("egressd_decision_duration_seconds")
+           .Help("Time to decide a connection once its facts are known")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6,
+                                                            1e-5, 1e-4, 1e-3, 1e-2, 1e-1});
+  auto& updates = prometheus::BuildCounter()
+                      .Name("egressd_policy_updates_total")
+                      .Help("Policy updates by result")
+                      .Register(*registry_);
+  updates_ok_ = &updates.Add({{"result", "ok"}});
+  updates_error_ = &updates.Add({{"result", "error"}});
+  sandboxes_ = &prometheus::BuildGauge()
+                    .Name("egressd_sandboxes")
+                    .Help("Sandboxes in the policy store")
+                    .Register(*registry_)
+                    .Add({});
+  dns_ = &prometheus::BuildCounter()
+              .Name("egressd_dns_queries_total")
+              .Help("DNS queries for destination verification by result")
+              .Register(*registry_);
+  for (const char* result : {"ok", "nxdomain", "timeout", "error"}) dns_->Add({{"result", result}});
+  accept_errors_ = &prometheus::BuildCounter()
+                        .Name("egressd_accept_errors_total")
+                        .Help("accept() failures by errno")
+                        .Register(*registry_);
+  prometheus::BuildGauge()
+      .Name("egressd_build_info")
+      .Help("Build information")
+      .Register(*registry_)
+      .Add({{"version", build_info::kVersion}, {"compiler", build_info::kCompiler}})
+      .Set(1);
+}
+
+void Metrics::expose(const std::string& address) {
+  exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
+  exposer_->RegisterCollectable(registry_);
+}
+
+void Metrics::dns_query(const std::string& result) {
+  dns_->Add({{"result", result}}).Increment();
+}
+
+void Metrics::accept_error(int error_number) {
+  const char* name = strerrorname_np(error_number);
+  accept_errors_->Add({{"errno", name ? name : std::to_string(error_number)}}).Increment();
+}
+
+}  // namespace egressd

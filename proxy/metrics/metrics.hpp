@@ -1,0 +1,56 @@
+#pragma once
+// Every metric of DESIGN.md "Observability", created once; reasons pre-registered so a
+// dashboard sees zeros rather than missing series. No sandbox or name labels (cardinality).
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "policy/reason.hpp"
+
+namespace egressd {
+
+enum class Phase : uint8_t { peek, connect, relay };
+
+class Metrics {
+ public:
+  Metrics();
+  // Serves /metrics on `address` ("127.0.0.1:9464"); throws only at startup on a bad bind.
+  void expose(const std::string& address);
+
+  void connection_finished(Reason reason) {
+    connections_[static_cast<size_t>(reason)]->Increment();
+  }
+  prometheus::Gauge& active(Phase phase) { return *active_[static_cast<size_t>(phase)]; }
+  void bytes_up(double n) { bytes_up_->Increment(n); }
+  void bytes_down(double n) { bytes_down_->Increment(n); }
+  void decision_seconds(double seconds) { decision_->Observe(seconds); }
+  void policy_update(bool ok) { (ok ? updates_ok_ : updates_error_)->Increment(); }
+  void sandboxes(size_t n) { sandboxes_->Set(static_cast<double>(n)); }
+  void dns_query(const std::string& result);
+  void accept_error(int error_number);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::array<prometheus::Counter*, std::tuple_size_v<decltype(kAllReasons)>> connections_{};
+  std::array<prometheus::Gauge*, 3> active_{};
+  prometheus::Counter* bytes_up_ = nullptr;
+  prometheus::Counter* bytes_down_ = nullptr;
+  prometheus::Histogram* decision_ = nullptr;
+  prometheus::Counter* updates_ok_ = nullptr;
+  prometheus::Counter* updates_error_ = nullptr;
+  prometheus::Gauge* sandboxes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* dns_ = nullptr;
+  prometheus::Family<prometheus::Counter>* accept_errors_ = nullptr;
+};
+
+}  // namespace egressd

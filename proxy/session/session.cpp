@@ -1,0 +1,460 @@
+#include "session/session.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <chrono>
+#include <vector>
+
+#include "inspect/client_hello.hpp"
+#include "inspect/http_request.hpp"
+#include "net/socket_options.hpp"
+#include "session/refusal.hpp"
+
+namespace egressd {
+namespace {
+
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+std::string endpoint_text(const IpAddress& address, uint16_t port) {
+  return address.family == Family::v6 ? "[" + address.to_string() + "]:" + std::to_string(port)
+                                      : address.to_string() + ":" + std::to_string(port);
+}
+
+// Marks a connection's time in one phase on the active gauge.
+class PhaseGauge {
+ public:
+  explicit PhaseGauge(Metrics& metrics) : metrics_(metrics) {}
+  ~PhaseGauge() { enter(std::nullopt); }
+  void enter(std::optional<Phase> phase) {
+    if (current_) metrics_.active(*current_).Decrement();
+    current_ = phase;
+    if (current_) metrics_.active(*current_).Increment();
+  }
+
+ private:
+  Metrics& metrics_;
+  std::optional<Phase> current_;
+};
+
+// Cancels `socket`'s operations when the deadline passes; `fired` says whether it did.
+class Deadline {
+ public:
+  Deadline(tcp::socket& socket, unsigned ms) : timer_(socket.get_executor()) {
+    timer_.expires_after(std::chrono::milliseconds(ms));
+    timer_.async_wait([this, &socket](const asio::error_code& error) {
+      if (error) return;
+      fired_ = true;
+      asio::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  ~Deadline() { timer_.cancel(); }
+  bool fired() const { return fired_; }
+
+ private:
+  asio::steady_timer timer_;
+  bool fired_ = false;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, tcp::socket client)
+      : worker_(worker),
+        shared_(worker.shared),
+        settings_(worker.settings.share()),
+        client_(std::move(client)),
+        upstream_(client_.get_executor()),
+        phase_(shared_.metrics),
+        started_(std::chrono::steady_clock::now()) {}
+
+  asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> run_inspected();
+  asio::awaitable<void> run_fast_path();
+  asio::awaitable<bool> peek_hello(ClientHelloParser& parser);
+  asio::awaitable<void> run_http();
+  asio::awaitable<bool> connect_upstream();
+  asio::awaitable<void> relay_spliced();
+  asio::awaitable<void> http_upstream_loop(HttpRequestParser& parser, std::vector<uint8_t>& buffer,
+                                           size_t length, size_t parsed, bool& denied);
+  Decision decide_now(const std::string* name);
+  asio::awaitable<void> deny(Reason reason);
+  void finish(Reason reason);
+  void abort(Reason reason);
+  bool admit();
+
+  Worker& worker_;
+  Shared& shared_;
+  std::shared_ptr<const Settings> settings_;
+  tcp::socket client_;
+  tcp::socket upstream_;
+  PhaseGauge phase_;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<const Sandbox> sandbox_;
+  std::shared_ptr<LiveConnection> live_;
+  IpAddress source_, destination_;
+  uint16_t source_port_ = 0, port_ = 0;
+  Proto proto_ = Proto::tcp;
+  std::string name_;
+  Decision decision_;
+  std::string rule_;  // the deciding rule's text, copied: the policy may be replaced meanwhile
+  uint64_t bytes_up_ = 0, bytes_down_ = 0;
+  bool ech_ = false;
+  bool finished_ = false;
+  std::optional<Reason> aborted_;
+  std::optional<Deadline> upstream_finish_deadline_;
+};
+
+// An IP-literal Host is not a name: address rules judge the real destination, never the
+// literal the client wrote.
+Decision Session::decide_now(const std::string* name) {
+  auto begin = std::chrono::steady_clock::now();
+  // The latest policy of this sandbox: a keep-alive request is judged by today's rules.
+  if (sandbox_) {
+    if (auto latest = worker_.policies.get()->share_by_id(sandbox_->id)) sandbox_ = latest;
+  }
+  DecisionInput input;
+  input.name = name;
+  input.destination = destination_;
+  input.port = port_;
+  Decision decision = decide(settings_->guard, sandbox_ ? sandbox_->policy.get() : nullptr,
+                             settings_->unknown_source, input);
+  shared_.metrics.decision_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  decision_ = decision;
+  rule_ = std::string(decision.rule);
+  return decision;
+}
+
+void Session::finish(Reason reason) {
+  if (finished_) return;
+  finished_ = true;
+  if (live_) shared_.registry.remove(*live_);
+  shared_.metrics.connection_finished(reason);
+  AccessRecord record;
+  record.sandbox = sandbox_ ? sandbox_->id : std::string();
+  record.src = endpoint_text(source_, source_port_);
+  record.dst = destination_.to_string();
+  record.port = port_;
+  record.proto = to_string(proto_);
+  record.name = name_;
+  record.verdict = verdict_of(reason);
+  record.reason = reason;
+  record.rule = rule_;
+  record.bytes_up = bytes_up_;
+  record.bytes_down = bytes_down_;
+  record.duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
+          .count();
+  record.ech = ech_;
+  shared_.access_log.write(record);
+}
+
+void Session::abort(Reason reason) {
+  aborted_ = reason;
+  reset_both(client_, upstream_);
+}
+
+asio::awaitable<void> Session::deny(Reason reason) {
+  // A named local: GCC 12 mishandles temporaries of conditional expressions in co_await.
+  std::string host = name_;
+  if (host.empty()) host = destination_.to_string();
+  co_await refuse(client_, proto_, reason, std::move(host));
+  finish(reason);
+}
+
+bool Session::admit() {
+  if (!sandbox_) return true;
+  live_ = std::make_shared<LiveConnection>();
+  live_->serial = shared_.next_serial.fetch_add(1, std::memory_order_relaxed);
+  live_->sandbox = sandbox_->id;
+  live_->source = source_;
+  live_->source_port = source_port_;
+  live_->destination = destination_;
+  live_->port = port_;
+  live_->proto = to_string(proto_);
+  live_->started = std::chrono::system_clock::now();
+  live_->executor = client_.get_executor();
+  std::weak_ptr<Session> weak = weak_from_this();
+  live_->abort = [weak](Reason reason) {
+    if (auto self = weak.lock()) self->abort(reason);
+  };
+  if (shared_.registry.admit(live_, settings_->max_connections_per_sandbox)) return true;
+  live_.reset();
+  return false;
+}
+
+asio::awaitable<void> Session::run() {
+  asio::error_code error;
+  auto local = client_.local_endpoint(error);
+  auto remote = error ? tcp::endpoint() : client_.remote_endpoint(error);
+  if (error) co_return;  // reset before we looked: nothing to decide, nothing to count
+  destination_ = to_ip(local.address());
+  port_ = local.port();
+  source_ = to_ip(remote.address());
+  source_port_ = remote.port();
+  proto_ = settings_->tls_ports.test(port_)    ? Proto::tls
+           : settings_->http_ports.test(port_) ? Proto::http
+                                               : Proto::tcp;
+  sandbox_ = worker_.policies.get()->share_by_source(source_);
+  if (!sandbox_ && settings_->unknown_source == Verdict::deny) {
+    co_await deny(Reason::unknown_source);
+    co_return;
+  }
+  if (!admit()) {
+    co_await deny(Reason::connection_limit);
+    co_return;
+  }
+  client_.native_non_blocking(true, error);
+  set_nodelay(client_);
+  if (proto_ == Proto::tcp) {
+    co_await run_fast_path();
+  } else if (proto_ == Proto::tls) {
+    co_await run_inspected();
+  } else {
+    co_await run_http();
+  }
+  finish(aborted_.value_or(decision_.reason));
+}
+
+asio::awaitable<void> Session::run_fast_path() {
+  Decision decision = decide_now(nullptr);
+  if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
+  if (!co_await connect_upstream()) co_return;
+  co_await relay_spliced();
+}
+
+asio::awaitable<bool> Session::connect_upstream() {
+  phase_.enter(Phase::connect);
+  tcp::endpoint target(to_asio(destination_), port_);
+  asio::error_code error;
+  upstream_.open(target.protocol(), error);
+  if (!error) {
+    Deadline deadline(upstream_, settings_->connect_ms);
+    std::tie(error) = co_await upstream_.async_connect(target, use_nothrow);
+  }
+  if (error) {
+    reset_and_close(client_);
+    asio::error_code ignored;
+    upstream_.close(ignored);
+    finish(aborted_.value_or(Reason::connect_failed));
+    co_return false;
+  }
+  upstream_.native_non_blocking(true, error);
+  set_nodelay(upstream_);
+  co_return true;
+}
+
+asio::awaitable<void> Session::relay_spliced() {
+  phase_.enter(Phase::relay);
+  Metrics& metrics = shared_.metrics;
+  auto up = [this, &metrics](size_t n) {
+    bytes_up_ += n;
+    metrics.bytes_up(static_cast<double>(n));
+  };
+  auto down = [this, &metrics](size_t n) {
+    bytes_down_ += n;
+    metrics.bytes_down(static_cast<double>(n));
+  };
+  co_await (splice_one_way(client_, upstream_, worker_.pipes, up) &&
+            splice_one_way(upstream_, client_, worker_.pipes, down));
+  asio::error_code ignored;
+  client_.close(ignored);
+  upstream_.close(ignored);
+}
+
+asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
+  phase_.enter(Phase::peek);
+  std::vector<uint8_t> buffer(settings_->max_peek_bytes);
+  size_t length = 0;
+  {
+    Deadline deadline(client_, settings_->peek_ms);
+    while (parser.status() == ParseStatus::need_more && length < buffer.size()) {
+      auto [error, n] = co_await client_.async_read_some(
+          asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
+      if (error) {
+        if (deadline.fired()) co_return co_await deny(Reason::peek_timeout), false;
+        if (aborted_) co_return false;
+        co_return co_await deny(length == 0 ? Reason::not_tls : Reason::malformed_tls), false;
+      }
+      parser.feed(std::span(buffer.data() + length, n));
+      length += n;
+    }
+  }
+  if (parser.status() == ParseStatus::refused) co_return co_await deny(parser.refusal()), false;
+  if (parser.status() != ParseStatus::done) co_return co_await deny(Reason::hello_too_large), false;
+  name_ = parser.facts().name;
+  ech_ = parser.facts().ech;
+  if (live_) live_->name = name_;
+  Decision decision = decide_now(&name_);
+  if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason), false;
+  if (!co_await connect_upstream()) co_return false;
+  auto [error, written] =
+      co_await asio::async_write(upstream_, asio::buffer(buffer.data(), length), use_nothrow);
+  if (error) {
+    reset_both(client_, upstream_);
+    co_return false;
+  }
+  bytes_up_ += written;
+  shared_.metrics.bytes_up(static_cast<double>(written));
+  co_return true;  // the peek buffer is freed here, before the relay
+}
+
+asio::awaitable<void> Session::run_inspected() {
+  ClientHelloParser parser(settings_->max_peek_bytes);
+  if (!co_await peek_hello(parser)) co_return;
+  co_await relay_spliced();
+}
+
+// HTTP: every request head client->server is parsed and decided before it is relayed; the
+// server->client direction is spliced. A later request that is denied gets the 403 after the
+// server finished answering the earlier ones, then the connection closes.
+asio::awaitable<void> Session::run_http() {
+  phase_.enter(Phase::peek);
+  HttpRequestParser parser(settings_->max_peek_bytes);
+  std::vector<uint8_t> buffer(settings_->max_peek_bytes);
+  size_t length = 0, parsed = 0;
+  bool have_head = false;
+  {
+    Deadline deadline(client_, settings_->peek_ms);
+    while (!have_head) {
+      auto [error, n] = co_await client_.async_read_some(
+          asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
+      if (error) {
+        if (deadline.fired()) co_return co_await deny(Reason::peek_timeout);
+        if (aborted_) co_return;
+        co_return co_await deny(Reason::not_http);
+      }
+      length += n;
+      while (parsed < length) {
+        size_t used = 0;
+        auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
+        parsed += used;
+        if (event == HttpRequestParser::Event::refused) co_return co_await deny(parser.refusal());
+        if (event == HttpRequestParser::Event::head_complete) {
+          have_head = true;
+          break;
+        }
+      }
+      if (!have_head && length == buffer.size()) co_return co_await deny(Reason::malformed_host);
+    }
+  }
+  const RequestHead& head = parser.head();
+  name_ = head.name;
+  if (live_) live_->name = name_;
+  Decision decision = decide_now(name_.empty() ? nullptr : &name_);
+  if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
+  if (!co_await connect_upstream()) co_return;
+  phase_.enter(Phase::relay);
+
+  bool denied = false;
+  Metrics& metrics = shared_.metrics;
+  auto down = [this, &metrics](size_t n) {
+    bytes_down_ += n;
+    metrics.bytes_down(static_cast<double>(n));
+  };
+  co_await (http_upstream_loop(parser, buffer, length, parsed, denied) &&
+            splice_one_way(upstream_, client_, worker_.pipes, down, &denied));
+  asio::error_code ignored;
+  upstream_.close(ignored);
+  if (denied && client_.is_open()) {
+    co_await refuse(client_, Proto::http, decision_.reason, name_);
+  }
+  client_.close(ignored);
+}
+
+asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
+                                                  std::vector<uint8_t>& buffer, size_t length,
+                                                  size_t parsed, bool& denied) {
+  size_t safe = parsed;  // bytes[0, safe) may be relayed: their heads were allowed
+  bool upgraded = false;
+  for (;;) {
+    while (!denied && !upgraded && parsed < length) {
+      size_t used = 0;
+      auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
+      parsed += used;
+      if (event == HttpRequestParser::Event::head_complete) {
+        const RequestHead& head = parser.head();
+        name_ = head.name;
+        Decision decision = decide_now(name_.empty() ? nullptr : &name_);
+        if (decision.verdict == Verdict::deny) {
+          denied = true;
+          break;
+        }
+        safe = parsed;
+      } else if (event == HttpRequestParser::Event::refused) {
+        decision_ = Decision{Verdict::deny, parser.refusal(), {}};
+        rule_.clear();
+        denied = true;
+      } else if (event == HttpRequestParser::Event::upgraded) {
+        upgraded = true;
+        safe = length;
+      } else if (!parser.inside_head()) {
+        safe = parsed;
+      }
+    }
+    if (safe > 0) {
+      auto [error, written] =
+          co_await asio::async_write(upstream_, asio::buffer(buffer.data(), safe), use_nothrow);
+      if (error) {
+        if (!aborted_) reset_both(client_, upstream_);
+        co_return;
+      }
+      bytes_up_ += written;
+      shared_.metrics.bytes_up(static_cast<double>(written));
+      std::memmove(buffer.data(), buffer.data() + safe, length - safe);
+      length -= safe;
+      parsed -= safe;
+      safe = 0;
+    }
+    if (denied) {
+      // Let the server finish what it was answering, then the 403 follows on the client side.
+      asio::error_code ignored;
+      upstream_.shutdown(tcp::socket::shutdown_send, ignored);
+      upstream_finish_deadline_.emplace(upstream_, settings_->peek_ms);  // bounded wait
+      co_return;
+    }
+    if (upgraded) {
+      auto up = [this](size_t n) {
+        bytes_up_ += n;
+        shared_.metrics.bytes_up(static_cast<double>(n));
+      };
+      co_await splice_one_way(client_, upstream_, worker_.pipes, up);
+      co_return;
+    }
+    if (length == buffer.size()) {  // a head larger than the cap; the parser refuses first
+      denied = true;
+      decision_ = Decision{Verdict::deny, Reason::malformed_host, {}};
+      co_return;
+    }
+    auto [error, n] = co_await client_.async_read_some(
+        asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
+    if (error == asio::error::eof) {
+      asio::error_code ignored;
+      upstream_.shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
+    if (error) {
+      if (!aborted_ && error != asio::error::operation_aborted) reset_both(client_, upstream_);
+      co_return;
+    }
+    length += n;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(Worker& worker, tcp::socket client) {
+  auto session = std::make_shared<Session>(worker, std::move(client));
+  co_await session->run();
+}
+
+}  // namespace egressd

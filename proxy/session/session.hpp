@@ -1,0 +1,13 @@
+#pragma once
+// One connection: identify -> inspect -> decide -> relay or refuse. Runs on its worker's
+// single-threaded io_context; ends with exactly one reason, logged and counted once.
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "app/runtime.hpp"
+
+namespace egressd {
+
+asio::awaitable<void> run_session(Worker& worker, asio::ip::tcp::socket client);
+
+}  // namespace egressd
