@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""End-to-end tests: egressd under real TPROXY in network namespaces this script creates,
+against real origins (nginx with test-time certificates, origin.py), with real clients (curl,
+openssl s_client, Python sockets). Everything created is removed on exit, even on failure.
+
+Usage: e2e.py BUILD_DIR [-k SUBSTRING]
+"""
+import atexit, json, os, re, shutil, signal, subprocess, sys, tempfile, time, traceback, urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build/release"))
+ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
+P = "ege"  # namespace prefix
+WORK = tempfile.mkdtemp(prefix="egressd-e2e-")
+EGRESSD = os.path.join(BUILD, "egressd")
+CONFIG = os.path.join(WORK, "egressd.yaml")
+ACCESS_LOG = os.path.join(WORK, "access.log")
+EGRESSD_ERR = os.path.join(WORK, "egressd.err")
+ORIGIN_LOG = os.path.join(WORK, "origin.log")
+NGINX_LOG = os.path.join(WORK, "nginx-access.log")
+NAMES = ["api.github.com", "gist.github.com", "pypi.org", "evil.example", "www.example.org", "big.example.org"]
+processes = []
+
+
+def sh(cmd, check=True, timeout=60, **kw):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def ns(name, cmd, **kw):
+    return sh(f"ip netns exec {P}{name} {cmd}", **kw)
+
+
+def client(sandbox, *args, timeout=30):
+    r = ns(sandbox, "python3 " + os.path.join(HERE, "client.py") + " " + " ".join(str(a) for a in args),
+           check=False, timeout=timeout)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"client.py {args}: {r.stdout} {r.stderr}")
+
+
+def curl(sandbox, args, timeout=20):
+    return ns(sandbox, f"curl -sS --max-time 10 {args}", check=False, timeout=timeout)
+
+
+def start(cmd, name):
+    out = open(os.path.join(WORK, name + ".out"), "w")
+    p = subprocess.Popen(cmd, shell=True, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    processes.append(p)
+    return p
+
+
+def cleanup():
+    for p in processes:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    sh(f"bash {HERE}/topology.sh down {P}", check=False)
+    if os.environ.get("KEEP_E2E_WORK"):
+        print("work dir kept:", WORK)
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
+
+
+def access_records():
+    time.sleep(0.4)  # the access log is flushed every 200 ms
+    with open(ACCESS_LOG) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def last_record(**match):
+    for record in reversed(access_records()):
+        if all(record.get(k) == v for k, v in match.items()):
+            return record
+    raise AssertionError(f"no access log record with {match}")
+
+
+def metrics():
+    r = ns("host", "curl -s --max-time 5 http://127.0.0.1:9464/metrics")
+    return r.stdout
+
+
+def metric_value(text, name, labels):
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+BASE_CONFIG = f"""
+listen: {{ tproxy: ["0.0.0.0:15001", "[::]:15001"], control: {WORK}/control.sock, metrics: 127.0.0.1:9464 }}
+workers: 2
+state_dir: {WORK}/state
+timeouts: {{ peek_ms: 1500, connect_ms: 2000 }}
+limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
+access_log: {ACCESS_LOG}
+guard: {{ deny: ["169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10", "10.200.0.0/16", "fd00:200::/48"] }}
+sandboxes:
+  - id: one
+    sources: ["10.200.1.2", "fd00:200:1::2"]
+    egress:
+      default: deny
+      allow: ["*.github.com", "pypi.org", "198.18.0.11:9000-9003", "[fd00:198::11]:9000-9003"]
+      deny: ["gist.github.com", "198.18.0.12"]
+  - id: two
+    sources: ["10.200.2.2", "fd00:200:2::2"]
+    egress:
+      default: deny
+      allow: ["evil.example", ".example.org", "*:9003", "198.18.0.11:9000"]
+"""
+
+
+def write_config(extra_allow_one=None):
+    text = BASE_CONFIG
+    if extra_allow_one:
+        text = text.replace('"pypi.org", ', '"pypi.org", "%s", ' % extra_allow_one)
+    with open(CONFIG, "w") as f:
+        f.write(text)
+
+
+def setup():
+    sh(f"bash {HERE}/topology.sh up {P}")
+    sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh up --iface {P}h1 --iface {P}h2 --port 15001 --dns 198.18.0.53")
+    # Origin certificate for every test name, made now.
+    sans = ",".join("DNS:" + n for n in NAMES)
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd-test -addext subjectAltName={sans} "
+       f"-keyout {WORK}/key.pem -out {WORK}/cert.pem")
+    sh(f"head -c {256 << 20} /dev/urandom > {WORK}/big.bin")
+    with open(f"{WORK}/nginx.conf", "w") as f:
+        f.write(f"""
+user root; daemon off; worker_processes 1; pid {WORK}/nginx.pid; error_log {WORK}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {NGINX_LOG} combined;
+  log_format hosts '$host $server_port';
+  server {{
+    listen 198.18.0.10:443 ssl; listen [fd00:198::10]:443 ssl;
+    listen 198.18.0.10:80; listen [fd00:198::10]:80;
+    ssl_certificate {WORK}/cert.pem; ssl_certificate_key {WORK}/key.pem;
+    access_log {NGINX_LOG} hosts;
+    location = /big.bin {{ root {WORK}; }}
+    location / {{ default_type text/plain; return 200 "origin $host\\n"; }}
+  }}
+}}
+""")
+    start(f"ip netns exec {P}net nginx -c {WORK}/nginx.conf -p {WORK}", "nginx")
+    start(f"ip netns exec {P}net python3 {HERE}/origin.py {ORIGIN_LOG} 198.18.0.10 198.18.0.11 198.18.0.12 fd00:198::11",
+          "origin")
+    write_config()
+    start_egressd()
+    wait_for(lambda: "ready" in open(os.path.join(WORK, "origin.out")).read(), "origin.py")
+    wait_for(lambda: ns("net", "curl -s -o /dev/null -w %{http_code} http://198.18.0.10/", check=False).stdout == "200",
+             "nginx")
+
+
+egressd_process = None
+
+
+def start_egressd():
+    global egressd_process
+    egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {EGRESSD} --config {CONFIG}", shell=True,
+                                       stdout=open(os.path.join(WORK, "egressd.out"), "a"),
+                                       stderr=open(EGRESSD_ERR, "a"), start_new_session=True)
+    processes.append(egressd_process)
+    wait_for(lambda: "egressd_build_info" in metrics(), "egressd metrics")
+
+
+def wait_for(predicate, what, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, RuntimeError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def nginx_saw(host):
+    time.sleep(0.2)
+    try:
+        return any(line.split(" ")[0] == host for line in open(NGINX_LOG))
+    except FileNotFoundError:
+        return False
+
+
+def origin_lines():
+    try:
+        return open(ORIGIN_LOG).read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def https(sandbox, name, ip="198.18.0.10", extra=""):
+    target = f"[{ip}]" if ":" in ip else ip
+    return curl(sandbox, f"-k --resolve {name}:443:{target} https://{name}/ {extra}")
+
+
+def http(sandbox, name, ip="198.18.0.10", extra=""):
+    target = f"[{ip}]" if ":" in ip else ip
+    return curl(sandbox, f"-i --resolve {name}:80:{target} http://{name}/ {extra}")
+
+
+# ---------------------------------------------------------------- tests
+tests = []
+
+
+def test(fn):
+    tests.append(fn)
+    return fn
+
+
+@test
+def allowed_sni_reaches_origin():
+    r = https("sbx1", "api.github.com")
+    assert r.stdout == "origin api.github.com\n", r
+    rec = last_record(name="api.github.com", proto="tls")
+    assert rec["verdict"] == "allow" and rec["reason"] == "allowed_domain" and rec["rule"] == "*.github.com", rec
+    assert rec["sandbox"] == "one" and rec["bytes_up"] > 0 and rec["bytes_down"] > 0, rec
+
+
+@test
+def denied_sni_gets_alert_and_origin_never_sees_it():
+    r = ns("sbx1", "sh -c 'echo | openssl s_client -connect 198.18.0.10:443 -servername gist.github.com 2>&1'",
+           check=False, timeout=20)
+    assert "alert access denied" in r.stdout, r.stdout
+    r = https("sbx1", "evil.example")
+    assert r.returncode == 35, r
+    assert not nginx_saw("gist.github.com") and not nginx_saw("evil.example")
+    assert last_record(name="gist.github.com")["reason"] == "denied_domain"
+    assert last_record(name="evil.example", sandbox="one")["reason"] == "default_deny"
+
+
+@test
+def allowed_and_denied_host():
+    r = http("sbx1", "pypi.org")
+    assert "200 OK" in r.stdout and "origin pypi.org" in r.stdout, r
+    r = http("sbx1", "evil.example")
+    assert "403 Forbidden" in r.stdout and "X-Egress-Denied: default_deny" in r.stdout, r.stdout
+    assert "access to evil.example is denied" in r.stdout.split("\n\n", 1)[1], r.stdout
+    r = http("sbx1", "gist.github.com")
+    assert "X-Egress-Denied: denied_domain" in r.stdout, r.stdout
+    assert not nginx_saw("evil.example") and not nginx_saw("gist.github.com")
+
+
+@test
+def keepalive_host_switch_is_refused():
+    out = client("sbx1", "keepalive", "198.18.0.10", 80, "pypi.org", "api.github.com", "evil.example", "pypi.org")
+    st = out["statuses"]
+    assert st[0] == "HTTP/1.1 200 OK | origin pypi.org", st
+    assert st[1] == "HTTP/1.1 200 OK | origin api.github.com", st
+    assert st[2].startswith("HTTP/1.1 403 Forbidden"), st
+    assert len(st) == 4 and st[3] == "closed", st
+    assert not nginx_saw("evil.example")
+
+
+@test
+def hello_split_one_byte_per_segment_and_across_records():
+    for piece, record in ((1, 0), (0, 1), (0, 50), (7, 30)):
+        out = client("sbx1", "tls", "198.18.0.10", 443, "api.github.com", piece, record)
+        assert out["answer"] == "server_hello", (piece, record, out)
+        out = client("sbx1", "tls", "198.18.0.10", 443, "evil.example", piece, record)
+        assert out["answer"] == "alert:49", (piece, record, out)
+
+
+@test
+def no_sni_non_tls_and_oversized_hellos_are_refused():
+    assert client("sbx1", "tls", "198.18.0.10", 443, "-", 0, 0)["answer"] == "alert:49"
+    assert last_record(reason="no_sni")["port"] == 443
+    out = client("sbx1", "raw", "198.18.0.10", 443, b"GET / HTTP/1.1\r\nHost: pypi.org\r\n\r\n".hex())
+    assert out["data"].startswith("\x15\x03\x01\x00\x02\x02\x31"), out
+    assert last_record(reason="not_tls")["port"] == 443
+    big = bytes([22, 3, 1, 0x40, 0]) + bytes([1, 0, 0x50, 0]) + b"\0" * 16380
+    out = client("sbx1", "raw", "198.18.0.10", 443, big.hex())
+    assert out["data"].startswith("\x15"), out
+    assert last_record(reason="hello_too_large")["port"] == 443
+    out = client("sbx1", "raw", "198.18.0.10", 80, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".hex())
+    assert "X-Egress-Denied: not_http" in out["data"], out
+
+
+@test
+def peek_timeout():
+    out = client("sbx1", "silent", "198.18.0.10", 443)
+    assert out["data"].startswith("15030100020231") and 1.2 < out["seconds"] < 4, out
+    assert last_record(reason="peek_timeout")["port"] == 443
+
+
+@test
+def unknown_source():
+    out = client("sbx1", "raw", "198.18.0.11", 9000, "70696e67", "10.200.1.3")
+    assert out["end"] == "reset" or out.get("error") == "ConnectionResetError", out
+    r = curl("sbx1", "-i --interface 10.200.1.3 --resolve pypi.org:80:198.18.0.10 http://pypi.org/")
+    assert "X-Egress-Denied: unknown_source" in r.stdout, r.stdout
+    assert last_record(reason="unknown_source")["sandbox"] is None
+
+
+@test
+def two_sandboxes_two_policies():
+    assert https("sbx2", "evil.example").stdout == "origin evil.example\n"
+    assert https("sbx2", "www.example.org").stdout == "origin www.example.org\n"
+    assert https("sbx2", "api.github.com").returncode == 35
+    assert https("sbx1", "www.example.org").returncode == 35
+    assert last_record(name="evil.example", sandbox="two")["rule"] == "evil.example"
+
+
+@test
+def cidr_fast_path_allow_and_deny():
+    assert client("sbx1", "echo", "198.18.0.11", 9000) == {"data": "ping", "end": "eof"}
+    before = len(origin_lines())
+    out = client("sbx1", "echo", "198.18.0.12", 9000)
+    assert out.get("end") == "reset" or out.get("error") == "ConnectionResetError", out
+    assert len(origin_lines()) == before, "a denied fast-path connection reached the origin"
+    rec = last_record(dst="198.18.0.12", port=9000)
+    assert rec["reason"] == "denied_address" and rec["rule"] == "198.18.0.12" and rec["proto"] == "tcp", rec
+
+
+@test
+def port_only_rules():
+    out = client("sbx2", "serverfirst", "198.18.0.10", 9003)
+    assert out["data"] == "hello\n", out
+    assert last_record(sandbox="two", port=9003)["rule"] == "*:9003"
+    out = client("sbx2", "echo", "198.18.0.10", 9000)
+    assert out.get("end") == "reset" or out.get("error") == "ConnectionResetError", out
+
+
+@test
+def half_close_both_directions_with_data_after_fin():
+    out = client("sbx1", "halfclose", "198.18.0.11", 9001)
+    assert out["data"] == "got 100000\nafter-fin 0\nafter-fin 1\nafter-fin 2\n" and out["end"] == "eof", out
+    out = client("sbx1", "serverfirst", "198.18.0.11", 9003)
+    assert out["data"] == "hello\n" and out["end"] == "eof" and out["end_after_send"] == "eof", out
+    time.sleep(0.3)
+    assert "9003 received 50000" in origin_lines(), origin_lines()[-5:]
+    # No connection is left half-open on the proxy host.
+    r = ns("host", "ss -tan state close-wait state fin-wait-2")
+    assert len(r.stdout.strip().splitlines()) <= 1, r.stdout
+
+
+@test
+def upstream_reset_is_carried_to_the_client():
+    out = client("sbx1", "reset", "198.18.0.11", 9002)
+    assert out.get("end") == "reset" or out.get("error") == "ConnectionResetError", out
+
+
+@test
+def transfer_256_mib_is_byte_identical():
+    expected = sh(f"sha256sum {WORK}/big.bin").stdout.split()[0]
+    r = ns("sbx1", f"sh -c 'curl -sk --max-time 120 --resolve api.github.com:443:198.18.0.10 "
+                   f"https://api.github.com/big.bin | sha256sum'", timeout=150)
+    assert r.stdout.split()[0] == expected, r
+    rec = last_record(name="api.github.com", reason="allowed_domain")
+    assert rec["bytes_down"] > 256 << 20, rec
+
+
+@test
+def ipv6_tls_http_and_fast_path():
+    assert https("sbx1", "api.github.com", "fd00:198::10").stdout == "origin api.github.com\n"
+    assert https("sbx1", "evil.example", "fd00:198::10").returncode == 35
+    r = http("sbx1", "pypi.org", "fd00:198::10")
+    assert "origin pypi.org" in r.stdout, r
+    assert "X-Egress-Denied" in http("sbx1", "evil.example", "fd00:198::10").stdout
+    assert client("sbx1", "echo", "fd00:198::11", 9000) == {"data": "ping", "end": "eof"}
+    rec = last_record(dst="fd00:198::11")
+    assert rec["sandbox"] == "one" and rec["src"].startswith("[fd00:200:1::2]:"), rec
+
+
+@test
+def guard_destination():
+    out = client("sbx1", "echo", "10.200.2.2", 9000)
+    assert out.get("end") == "reset" or out.get("error") == "ConnectionResetError", out
+    rec = last_record(dst="10.200.2.2")
+    assert rec["reason"] == "guarded_destination" and rec["rule"] == "10.200.0.0/16", rec
+
+
+@test
+def connection_limit():
+    out = client("sbx2", "hold", "198.18.0.11", 9000, 45, 0.5, timeout=60)
+    assert out["ok"] == 40 and out["failed"] == 5, out
+    assert last_record(reason="connection_limit")["sandbox"] == "two"
+    time.sleep(0.5)
+    assert client("sbx2", "echo", "198.18.0.11", 9000) == {"data": "ping", "end": "eof"}
+
+
+@test
+def sighup_reload_good_and_bad():
+    assert https("sbx1", "evil.example").returncode == 35
+    write_config(extra_allow_one="evil.example")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: https("sbx1", "evil.example").stdout == "origin evil.example\n", "reload to take effect")
+    with open(CONFIG, "a") as f:
+        f.write("bogus_key: 1\n")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in open(EGRESSD_ERR).read(), "reload refusal")
+    assert "unknown key \"bogus_key\"" in open(EGRESSD_ERR).read()
+    assert https("sbx1", "evil.example").stdout == "origin evil.example\n"  # old config kept
+    write_config()
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: https("sbx1", "evil.example").returncode == 35, "reload back")
+
+
+@test
+def metrics_agree_with_the_access_log():
+    text = metrics()
+    records = access_records()
+    counts = {}
+    for rec in records:
+        counts[rec["reason"]] = counts.get(rec["reason"], 0) + 1
+    for reason, n in counts.items():
+        verdict = "allow" if reason in ("allowed_domain", "allowed_address", "default_allow", "audit_allow") else "deny"
+        got = metric_value(text, "egressd_connections_total", {"reason": reason, "verdict": verdict})
+        assert got == n, (reason, got, n)
+    for reason in ("unknown_source", "connection_limit", "peek_timeout", "no_sni", "guarded_destination"):
+        assert counts.get(reason, 0) >= 1, reason
+    assert metric_value(text, "egressd_bytes_total", {"direction": "down"}) > 256 << 20
+    assert metric_value(text, "egressd_sandboxes", {}) == 0 or "egressd_sandboxes 2" in text
+    assert 'egressd_connections_total{reason="revoked",verdict="deny"} 0' in text  # pre-registered
+
+
+@test
+def sigterm_drains_live_connections():
+    # A live relayed connection keeps working after SIGTERM; new ones are not accepted.
+    holder = subprocess.Popen(
+        f"ip netns exec {P}sbx1 python3 -c \"import socket,time; s=socket.create_connection(('198.18.0.11',9000));"
+        f"s.sendall(b'1'); assert s.recv(1)==b'1'; time.sleep(1.5); s.sendall(b'2'); print(s.recv(1).decode())\"",
+        shell=True, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    egressd_process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    out = client("sbx1", "echo", "198.18.0.11", 9000)
+    assert "error" in out, out  # refused: nothing listens any more
+    assert holder.communicate(timeout=10)[0].strip() == "2"
+    assert egressd_process.wait(timeout=15) == 0
+    assert "stopped" in open(EGRESSD_ERR).read()
+
+
+def main():
+    setup()
+    failed = []
+    selected = [t for t in tests if ONLY in t.__name__]
+    started = time.time()
+    for t in selected:
+        t0 = time.time()
+        try:
+            t()
+            print(f"ok    {t.__name__} ({time.time() - t0:.1f}s)", flush=True)
+        except Exception:
+            failed.append(t.__name__)
+            print(f"FAIL  {t.__name__} ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
+    print(f"\n{len(selected) - len(failed)}/{len(selected)} e2e tests passed in {time.time() - started:.0f}s")
+    if failed:
+        print("egressd stderr:\n" + open(EGRESSD_ERR).read()[-3000:])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
