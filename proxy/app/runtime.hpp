@@ -7,6 +7,7 @@
 #include <bitset>
 #include <memory>
 
+#include "control/denials.hpp"
 #include "metrics/metrics.hpp"
 #include "net/relay.hpp"
 #include "policy/config.hpp"
@@ -40,6 +41,7 @@ struct Shared {
   Metrics metrics;
   AccessLog access_log;
   ConnectionRegistry registry;
+  DenialLog denials;
   std::atomic<uint64_t> next_serial{1};
   std::atomic<bool> draining{false};
 };

@@ -16,6 +16,9 @@
 #include <thread>
 
 #include "app/runtime.hpp"
+#include "control/api.hpp"
+#include "control/control_server.hpp"
+#include "control/state_dir.hpp"
 #include "net/listener.hpp"
 #include "session/session.hpp"
 
@@ -95,7 +98,32 @@ int run_server(Config config) {
     log_line("invalid sandboxes: " + error->error.field + ": " + error->error.message);
     return 2;
   }
+  StateDir state(config.state_dir);
+  if (std::string problem = state.prepare(); !problem.empty()) {
+    log_line("state_dir: " + problem);
+    return 1;
+  }
+  // API state on top of the config file: the API wins for the same id.
+  std::vector<std::string> problems;
+  for (const StoredSandbox& stored : state.load(problems)) {
+    if (shared.store.snapshot()->find_by_id(stored.spec.id)) {
+      log_line("sandbox \"" + stored.spec.id +
+               "\": the policy in state_dir replaces the config file's");
+    }
+    auto result = shared.store.put(stored.spec, std::nullopt, stored.generation);
+    if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
+      problems.push_back(config.state_dir + "/sandboxes/" + stored.spec.id + ".json: " +
+                         error->error.field + ": " + error->error.message + "; skipped");
+    }
+  }
+  for (const auto& problem : problems) log_line("state_dir: " + problem);
   shared.metrics.sandboxes(shared.store.snapshot()->size());
+  ControlApi api(shared, state);
+  ControlServer control(api, config.listen.control);
+  if (std::string problem = control.start(); !problem.empty()) {
+    log_line("control socket: " + problem);
+    return 1;
+  }
   if (config.listen.metrics) {
     try {
       shared.metrics.expose(*config.listen.metrics);
@@ -171,12 +199,27 @@ int run_server(Config config) {
           shared.metrics.policy_update(false);
         } else {
           Config& fresh = std::get<Config>(loaded);
-          if (auto problem = shared.store.replace_all(fresh.sandboxes)) {
+          // The file's sandboxes, except those the API owns (they stay as the API set them).
+          std::vector<SandboxSpec> merged;
+          auto before = shared.store.snapshot();
+          for (const SandboxSpec& spec : fresh.sandboxes) {
+            if (!state.has(spec.id)) merged.push_back(spec);
+          }
+          before->for_each([&](const Sandbox& sandbox) {
+            if (state.has(sandbox.id)) merged.push_back(spec_of(sandbox));
+          });
+          if (auto problem = shared.store.replace_all(merged)) {
             log_line("reload refused: " + problem->error.field + ": " + problem->error.message);
             shared.metrics.policy_update(false);
           } else {
             shared.settings.publish(Settings::from(fresh));
             shared.metrics.policy_update(true);
+            if (fresh.on_update == OnUpdate::revoke) {
+              shared.store.snapshot()->for_each([&](const Sandbox& sandbox) {
+                auto old = before->find_by_id(sandbox.id);
+                if (old && old->generation != sandbox.generation) api.revoke_denied(sandbox);
+              });
+            }
             shared.metrics.sandboxes(shared.store.snapshot()->size());
             if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
                 fresh.listen.metrics != config.listen.metrics ||
@@ -223,6 +266,7 @@ int run_server(Config config) {
   }
   if (active() > 0)
     log_line(std::to_string(active()) + " connections still open after the drain time; closing");
+  control.stop();
   for (Worker& worker : pool) worker.io.stop();
   for (auto& thread : threads) thread.join();
   shared.access_log.flush();

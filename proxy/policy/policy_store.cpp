@@ -190,8 +190,26 @@ void PolicyStore::publish(std::shared_ptr<const StoreSnapshot> next) {
   version_.fetch_add(1, std::memory_order_release);
 }
 
+SandboxSpec spec_of(const Sandbox& sandbox) {
+  SandboxSpec spec;
+  spec.id = sandbox.id;
+  spec.sources = sandbox.source_texts;
+  spec.default_verdict = sandbox.policy->default_verdict();
+  spec.allow = sandbox.policy->rule_texts(true);
+  spec.deny = sandbox.policy->rule_texts(false);
+  spec.mode = sandbox.policy->mode();
+  return spec;
+}
+
+bool same_spec(const SandboxSpec& a, const SandboxSpec& b) {
+  return a.id == b.id && a.sources == b.sources && a.default_verdict == b.default_verdict &&
+         a.allow == b.allow && a.deny == b.deny && a.mode == b.mode;
+}
+
 std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore::put(
-    const SandboxSpec& spec, std::optional<uint64_t> expected_generation) {
+    const SandboxSpec& spec, std::optional<uint64_t> expected_generation,
+    std::optional<uint64_t> restored_generation,
+    const std::function<std::string(const Sandbox&)>& before_publish) {
   auto built = build(spec);  // compile outside the lock: it is the expensive part
   if (auto* error = std::get_if<PutError>(&built)) return *error;
   std::shared_ptr<Sandbox> sandbox = std::get<std::shared_ptr<Sandbox>>(built);
@@ -204,12 +222,18 @@ std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore:
         FieldError{"If-Match", "generation is " + std::to_string(old ? old->generation : 0)}};
   }
   if (auto conflict = check_sources(*sandbox)) return *conflict;
-  sandbox->generation = next_generation_++;
+  sandbox->generation = restored_generation ? *restored_generation : next_generation_;
+  if (before_publish) {
+    if (std::string problem = before_publish(*sandbox); !problem.empty()) {
+      return PutError{PutError::Kind::storage, FieldError{"", problem}};
+    }
+  }
+  next_generation_ = std::max(next_generation_, sandbox->generation + 1);
   auto next = std::make_shared<StoreSnapshot>(*current_);
   if (old) unindex(*next, *old);
   std::shared_ptr<const Sandbox> published = sandbox;
   index(*next, published);
-  next->generation_ = sandbox->generation;
+  next->generation_ = std::max(current_->generation_, sandbox->generation);
   publish(std::move(next));
   return published;
 }
@@ -240,6 +264,11 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
       owners_ = std::move(saved_owners);
       conflict->error.field = "sandboxes[" + std::to_string(i) + "]." + conflict->error.field;
       return conflict;
+    }
+    auto old = current_->share_by_id(built[i]->id);
+    if (old && same_spec(spec_of(*old), specs[i])) {
+      index(*next, old);  // unchanged: same object, same generation
+      continue;
     }
     built[i]->generation = next_generation_++;
     index(*next, built[i]);

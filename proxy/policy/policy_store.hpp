@@ -4,6 +4,7 @@
 // SnapshotReader that costs one atomic load per connection when nothing changed.
 #include <array>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,12 +68,17 @@ class PolicyStore {
   // Validates completely, then publishes; on error nothing changes. `expected_generation`
   // (If-Match) must equal the stored one when given. The error field names the bad entry.
   struct PutError {
-    enum class Kind { invalid, conflict, generation_mismatch } kind;
+    enum class Kind { invalid, conflict, generation_mismatch, storage } kind;
     FieldError error;
   };
   std::variant<std::shared_ptr<const Sandbox>, PutError> put(
-      const SandboxSpec& spec, std::optional<uint64_t> expected_generation = std::nullopt);
-  // Publishes many sandboxes at once (startup, SIGHUP); all or nothing.
+      const SandboxSpec& spec, std::optional<uint64_t> expected_generation = std::nullopt,
+      std::optional<uint64_t> restored_generation = std::nullopt,
+      const std::function<std::string(const Sandbox&)>& before_publish = {});
+  // `before_publish` runs under the writer lock once the sandbox is fully validated; a
+  // non-empty answer (e.g. "fsync failed") aborts the put and nothing changes.
+  // Publishes many sandboxes at once (startup, SIGHUP); all or nothing. A sandbox whose spec
+  // is unchanged keeps its generation (and its compiled policy).
   std::optional<PutError> replace_all(const std::vector<SandboxSpec>& specs);
   bool remove(std::string_view id);
 
@@ -119,5 +125,9 @@ class SnapshotReader {
 };
 
 bool valid_sandbox_id(std::string_view id);
+
+// The spec a stored sandbox was built from (rule texts as written, in order).
+SandboxSpec spec_of(const Sandbox& sandbox);
+bool same_spec(const SandboxSpec& a, const SandboxSpec& b);
 
 }  // namespace egressd

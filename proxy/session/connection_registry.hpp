@@ -27,12 +27,28 @@ struct LiveConnection {
   uint16_t source_port = 0;
   IpAddress destination;
   uint16_t port = 0;
-  std::string name;  // set once observed (written before the connection is relayed)
   const char* proto = "tcp";
   std::chrono::system_clock::time_point started;
   asio::any_io_executor executor;
   // Runs on the connection's executor: closes it with `reason` (revoked).
   std::function<void(Reason)> abort;
+
+  // The observed name and whether the connection was allowed: written by the connection's
+  // thread, read by the control thread.
+  void set_decided(std::string observed_name) {
+    std::lock_guard lock(mutex_);
+    name_ = std::move(observed_name);
+    decided_ = true;
+  }
+  std::pair<std::string, bool> facts() const {
+    std::lock_guard lock(mutex_);
+    return {name_, decided_};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::string name_;
+  bool decided_ = false;
 };
 
 class ConnectionRegistry {

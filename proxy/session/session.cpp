@@ -131,6 +131,7 @@ Decision Session::decide_now(const std::string* name) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   decision_ = decision;
   rule_ = std::string(decision.rule);
+  if (live_ && decision.verdict == Verdict::allow) live_->set_decided(name_);
   return decision;
 }
 
@@ -156,6 +157,10 @@ void Session::finish(Reason reason) {
           .count();
   record.ech = ech_;
   shared_.access_log.write(record);
+  if (sandbox_ && record.verdict == Verdict::deny) {
+    shared_.denials.record(sandbox_->id, Denial{std::chrono::system_clock::now(), destination_,
+                                                port_, name_, reason, rule_});
+  }
 }
 
 void Session::abort(Reason reason) {
@@ -293,7 +298,6 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
   if (parser.status() != ParseStatus::done) co_return co_await deny(Reason::hello_too_large), false;
   name_ = parser.facts().name;
   ech_ = parser.facts().ech;
-  if (live_) live_->name = name_;
   Decision decision = decide_now(&name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason), false;
   if (!co_await connect_upstream()) co_return false;
@@ -349,7 +353,6 @@ asio::awaitable<void> Session::run_http() {
   }
   const RequestHead& head = parser.head();
   name_ = head.name;
-  if (live_) live_->name = name_;
   Decision decision = decide_now(name_.empty() ? nullptr : &name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
   if (!co_await connect_upstream()) co_return;

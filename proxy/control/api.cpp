@@ -1,0 +1,275 @@
+#include "control/api.hpp"
+
+#include <asio/post.hpp>
+
+#include <chrono>
+#include <ctime>
+
+#include "control/spec_json.hpp"
+#include "policy/check.hpp"
+
+namespace egressd {
+namespace {
+
+using nlohmann::json;
+
+ControlResponse reply(int status, const json& body) {
+  return ControlResponse{status, body.dump(), {}};
+}
+ControlResponse no_content() {
+  return ControlResponse{204, "", {}};
+}
+ControlResponse native_error(int status, const std::string& message,
+                             const std::string& field = "") {
+  return reply(status, error_body(message, field));
+}
+ControlResponse method_not_allowed(const char* allow) {
+  ControlResponse response = native_error(405, std::string("method not allowed; use ") + allow);
+  response.headers.push_back({"Allow", allow});
+  return response;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  if (!parts.empty() && parts.back().empty()) parts.pop_back();
+  return parts;
+}
+
+std::string url_decode(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(text[i] == '+' ? ' ' : text[i]);
+    }
+  }
+  return out;
+}
+
+std::string iso_time(std::chrono::system_clock::time_point time) {
+  auto seconds = std::chrono::system_clock::to_time_t(time);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+std::string endpoint(const IpAddress& address, uint16_t port) {
+  return address.family == Family::v6 ? "[" + address.to_string() + "]:" + std::to_string(port)
+                                      : address.to_string() + ":" + std::to_string(port);
+}
+
+bool is_address_rule(const std::string& text) {
+  auto parsed = parse_rule(text);
+  return std::holds_alternative<Rule>(parsed) && std::get<Rule>(parsed).kind == RuleKind::address;
+}
+
+json parse_body(const ControlRequest& request, bool& ok) {
+  auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
+  ok = !body.is_discarded();
+  return body;
+}
+
+}  // namespace
+
+std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> ControlApi::apply(
+    const SandboxSpec& spec, std::optional<uint64_t> if_match) {
+  std::lock_guard lock(write_mutex_);
+  auto result = shared_.store.put(spec, if_match, std::nullopt, [&](const Sandbox& sandbox) {
+    return state_.save(spec, sandbox.generation);
+  });
+  shared_.metrics.policy_update(std::holds_alternative<std::shared_ptr<const Sandbox>>(result));
+  if (auto* sandbox = std::get_if<std::shared_ptr<const Sandbox>>(&result)) {
+    shared_.metrics.sandboxes(shared_.store.snapshot()->size());
+    if (shared_.settings.load()->on_update == OnUpdate::revoke) revoke_denied(**sandbox);
+  }
+  return result;
+}
+
+// Re-checks each live connection of `sandbox` with the facts it was decided on, on the
+// connection's own thread, and closes the ones the new policy denies (reason revoked).
+void ControlApi::revoke_denied(const Sandbox& sandbox) {
+  auto settings = shared_.settings.load();
+  std::shared_ptr<const CompiledPolicy> policy = sandbox.policy;
+  for (auto& live : shared_.registry.of_sandbox(sandbox.id)) {
+    asio::post(live->executor, [live, policy, settings] {
+      auto [name, decided] = live->facts();
+      if (!decided) return;  // still peeking: it will be decided with the new policy anyway
+      DecisionInput input;
+      input.name = name.empty() ? nullptr : &name;
+      input.destination = live->destination;
+      input.port = live->port;
+      if (decide(settings->guard, policy.get(), settings->unknown_source, input).verdict ==
+          Verdict::deny) {
+        live->abort(Reason::revoked);
+      }
+    });
+  }
+}
+
+bool ControlApi::remove(const std::string& id) {
+  std::lock_guard lock(write_mutex_);
+  if (!shared_.store.snapshot()->find_by_id(id)) return false;
+  state_.remove(id);
+  shared_.store.remove(id);
+  shared_.metrics.policy_update(true);
+  shared_.metrics.sandboxes(shared_.store.snapshot()->size());
+  shared_.denials.forget(id);
+  for (auto& live : shared_.registry.of_sandbox(id)) {
+    asio::post(live->executor, [live] { live->abort(Reason::revoked); });
+  }
+  return true;
+}
+
+ControlResponse ControlApi::handle(const ControlRequest& request) {
+  std::string path = request.target, query_text;
+  if (auto q = path.find('?'); q != std::string::npos) {
+    query_text = path.substr(q + 1);
+    path = path.substr(0, q);
+  }
+  std::map<std::string, std::string> query;
+  for (size_t start = 0; start < query_text.size();) {
+    size_t amp = query_text.find('&', start);
+    if (amp == std::string::npos) amp = query_text.size();
+    std::string pair = query_text.substr(start, amp - start);
+    auto eq = pair.find('=');
+    query[url_decode(pair.substr(0, eq))] =
+        eq == std::string::npos ? "" : url_decode(pair.substr(eq + 1));
+    start = amp + 1;
+  }
+  auto parts = split_path(path);
+  for (auto& part : parts) part = url_decode(part);
+  if (parts.size() >= 1 && parts[0] == "v1") return native(request, parts, query);
+  // E2B: PUT /sandboxes/{id}/network; Brimble: PUT /sandboxes/{id}/egress
+  if (parts.size() == 3 && parts[0] == "sandboxes" && parts[2] == "network")
+    return e2b(request, parts[1]);
+  if (parts.size() == 3 && parts[0] == "sandboxes" && parts[2] == "egress")
+    return brimble(request, parts[1]);
+  // sandbox0: GET|PUT /api/v1/sandboxes/{id}/network
+  if (parts.size() == 5 && parts[0] == "api" && parts[1] == "v1" && parts[2] == "sandboxes" &&
+      parts[4] == "network") {
+    return sandbox0(request, parts[3]);
+  }
+  // Blaxel: PUT /v0/sandboxes/{name}
+  if (parts.size() == 3 && parts[0] == "v0" && parts[1] == "sandboxes")
+    return blaxel(request, parts[2]);
+  return native_error(404, "no such route: " + path);
+}
+
+ControlResponse ControlApi::native(const ControlRequest& request,
+                                   const std::vector<std::string>& path,
+                                   const std::map<std::string, std::string>& query) {
+  const std::string& method = request.method;
+  auto snapshot = shared_.store.snapshot();
+  if (path.size() == 2 && path[1] == "health") {
+    if (method != "GET") return method_not_allowed("GET");
+    return reply(200, {{"status", "ok"},
+                       {"generation", snapshot->generation()},
+                       {"sandboxes", snapshot->size()}});
+  }
+  if (path.size() == 2 && path[1] == "sandboxes") {
+    if (method != "GET") return method_not_allowed("GET");
+    json list = json::array();
+    snapshot->for_each([&](const Sandbox& sandbox) { list.push_back(sandbox_to_json(sandbox)); });
+    std::sort(list.begin(), list.end(),
+              [](const json& a, const json& b) { return a["id"] < b["id"]; });
+    return reply(200, {{"sandboxes", list}});
+  }
+  if (path.size() == 3 && path[1] == "sandboxes") {
+    const std::string& id = path[2];
+    if (method == "GET") {
+      auto sandbox = snapshot->share_by_id(id);
+      if (!sandbox) return native_error(404, "unknown sandbox \"" + id + "\"");
+      return reply(200, sandbox_to_json(*sandbox));
+    }
+    if (method == "DELETE") {
+      if (!remove(id)) return native_error(404, "unknown sandbox \"" + id + "\"");
+      return no_content();
+    }
+    if (method != "PUT") return method_not_allowed("GET, PUT, DELETE");
+    if (!valid_sandbox_id(id)) return native_error(400, "ids are 1-128 of [A-Za-z0-9._-]", "id");
+    bool ok = false;
+    json body = parse_body(request, ok);
+    if (!ok) return native_error(400, "invalid JSON");
+    auto spec = spec_from_json(id, body);
+    if (auto* error = std::get_if<FieldError>(&spec))
+      return native_error(400, error->message, error->field);
+    std::optional<uint64_t> if_match;
+    if (auto header = request.headers.find("if-match"); header != request.headers.end()) {
+      std::string value = header->second;
+      std::erase(value, '"');
+      try {
+        if_match = std::stoull(value);
+      } catch (const std::exception&) {
+        return native_error(400, "If-Match must be a generation number", "If-Match");
+      }
+    }
+    auto result = apply(std::get<SandboxSpec>(spec), if_match);
+    if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
+      using Kind = PolicyStore::PutError::Kind;
+      int status = error->kind == Kind::invalid ? 400 : error->kind == Kind::storage ? 500 : 409;
+      return native_error(status, error->error.message, error->error.field);
+    }
+    return reply(200, sandbox_to_json(*std::get<std::shared_ptr<const Sandbox>>(result)));
+  }
+  if (path.size() == 2 && path[1] == "check") {
+    if (method != "POST") return method_not_allowed("POST");
+    bool ok = false;
+    json body = parse_body(request, ok);
+    if (!ok) return native_error(400, "invalid JSON");
+    auto settings = shared_.settings.load();
+    auto answer = check_request(*snapshot, settings->guard, settings->unknown_source, body);
+    return reply(answer.status, answer.body);
+  }
+  if (path.size() == 2 && (path[1] == "connections" || path[1] == "denials")) {
+    if (method != "GET") return method_not_allowed("GET");
+    auto sandbox = query.find("sandbox");
+    if (sandbox == query.end())
+      return native_error(400, "query parameter sandbox= is required", "sandbox");
+    if (!snapshot->find_by_id(sandbox->second))
+      return native_error(404, "unknown sandbox \"" + sandbox->second + "\"");
+    json list = json::array();
+    if (path[1] == "connections") {
+      auto now = std::chrono::system_clock::now();
+      for (const auto& live : shared_.registry.of_sandbox(sandbox->second)) {
+        auto [name, decided] = live->facts();
+        list.push_back(
+            {{"id", live->serial},
+             {"src", endpoint(live->source, live->source_port)},
+             {"dst", live->destination.to_string()},
+             {"port", live->port},
+             {"proto", live->proto},
+             {"name", name.empty() ? json(nullptr) : json(name)},
+             {"phase", decided ? "relay" : "peek"},
+             {"started", iso_time(live->started)},
+             {"age_ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(now - live->started).count()}});
+      }
+      return reply(200, {{"sandbox", sandbox->second}, {"connections", list}});
+    }
+    for (const Denial& d : shared_.denials.recent(sandbox->second)) {
+      list.push_back({{"time", iso_time(d.time)},
+                      {"dst", d.destination.to_string()},
+                      {"port", d.port},
+                      {"name", d.name.empty() ? json(nullptr) : json(d.name)},
+                      {"reason", to_string(d.reason)},
+                      {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
+    }
+    return reply(200, {{"sandbox", sandbox->second}, {"denials", list}});
+  }
+  return native_error(404, "no such route: " + request.target);
+}
+
+}  // namespace egressd

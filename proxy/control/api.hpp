@@ -1,0 +1,54 @@
+#pragma once
+// The control API (DESIGN.md "Control API"): native routes and the E2B, Brimble, sandbox0 and
+// Blaxel compatible ones. Transport-free: a parsed request in, a response out, so every route
+// is unit-tested without sockets.
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "app/runtime.hpp"
+#include "control/state_dir.hpp"
+
+namespace egressd {
+
+struct ControlRequest {
+  std::string method;
+  std::string target;                          // path and query
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+
+struct ControlResponse {
+  int status = 200;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class ControlApi {
+ public:
+  ControlApi(Shared& shared, StateDir& state) : shared_(shared), state_(state) {}
+  ControlResponse handle(const ControlRequest& request);
+
+  // Validates, persists, publishes, then applies on_update to live connections. Shared by
+  // every route that changes a policy.
+  std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> apply(
+      const SandboxSpec& spec, std::optional<uint64_t> if_match = std::nullopt);
+  bool remove(const std::string& id);
+  // on_update: revoke re-checks the live connections of `sandbox` against its (new) policy.
+  void revoke_denied(const Sandbox& sandbox);
+
+ private:
+  ControlResponse native(const ControlRequest& request, const std::vector<std::string>& path,
+                         const std::map<std::string, std::string>& query);
+  ControlResponse e2b(const ControlRequest& request, const std::string& id);
+  ControlResponse brimble(const ControlRequest& request, const std::string& id);
+  ControlResponse sandbox0(const ControlRequest& request, const std::string& id);
+  ControlResponse blaxel(const ControlRequest& request, const std::string& id);
+
+  Shared& shared_;
+  StateDir& state_;
+  std::mutex write_mutex_;  // one policy change at a time: persist order = publish order
+};
+
+}  // namespace egressd

@@ -1,0 +1,368 @@
+// The compatible endpoints: each maps a platform's egress API onto the native policy with
+// that platform's documented meaning (../shared/reference/). The sandbox must exist; its
+// sources and mode are kept.
+#include "control/api.hpp"
+#include "control/spec_json.hpp"
+
+namespace egressd {
+namespace {
+
+using nlohmann::json;
+
+ControlResponse reply(int status, const json& body) {
+  return ControlResponse{status, body.dump(), {}};
+}
+
+// What a list entry is, by the native grammar, and whether it carries ports or brackets.
+struct EntryKind {
+  bool valid = false;
+  bool address = false;
+  bool v6 = false;
+  bool any = false;
+  bool has_ports = false;
+  std::string error;
+};
+
+EntryKind classify(const std::string& text) {
+  EntryKind kind;
+  auto parsed = parse_rule(text);
+  if (auto* error = std::get_if<std::string>(&parsed)) {
+    kind.error = "\"" + text + "\": " + *error;
+    return kind;
+  }
+  const Rule& rule = std::get<Rule>(parsed);
+  kind.valid = true;
+  kind.address = rule.kind == RuleKind::address;
+  kind.v6 = kind.address && rule.prefix.address.family == Family::v6;
+  kind.any = rule.kind == RuleKind::any;
+  kind.has_ports = !(rule.ports == PortRange{}) || text.front() == '[';
+  return kind;
+}
+
+std::optional<std::vector<std::string>> strings_of(const json& value) {
+  if (!value.is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& item : value) {
+    if (!item.is_string()) return std::nullopt;
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+// sandbox0's "*.x" also matches x itself: that is the native ".x".
+std::string sandbox0_domain_in(const std::string& domain) {
+  return domain.starts_with("*.") ? domain.substr(1) : domain;
+}
+std::string sandbox0_domain_out(const std::string& rule) {
+  return rule.starts_with(".") ? "*" + rule : rule;
+}
+
+}  // namespace
+
+// E2B PUT /sandboxes/{id}/network {"allowOut":[...],"denyOut":[...]} -> 204.
+// allowOut: IPs, CIDRs or domains; denyOut: IPs and CIDRs only. Allow always takes precedence
+// over deny, so a deny prefix inside an allow prefix is dropped (natively the longer deny
+// would win). 0.0.0.0/0 (ALL_TRAFFIC) means all traffic: ::/0 is added beside it. Internet
+// access stays on by default; an empty body clears every rule.
+ControlResponse ControlApi::e2b(const ControlRequest& request, const std::string& id) {
+  auto error = [](int code, const std::string& message) {
+    return reply(code, {{"code", code}, {"message", message}});
+  };
+  if (request.method != "PUT") {
+    ControlResponse r = error(405, "method not allowed; use PUT");
+    r.headers.push_back({"Allow", "PUT"});
+    return r;
+  }
+  auto existing = shared_.store.snapshot()->share_by_id(id);
+  if (!existing) return error(404, "sandbox \"" + id + "\" not found");
+  auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
+  std::vector<std::string> allow, deny;
+  for (const auto& [key, value] : body.items()) {
+    auto list = strings_of(value);
+    if (key != "allowOut" && key != "denyOut") return error(400, "unknown field \"" + key + "\"");
+    if (!list) return error(400, key + " must be a list of strings");
+    (key == "allowOut" ? allow : deny) = *list;
+  }
+  std::vector<IpPrefix> allow_prefixes;
+  for (size_t i = 0; i < allow.size(); ++i) {
+    EntryKind kind = classify(allow[i]);
+    if (!kind.valid) return error(400, "allowOut[" + std::to_string(i) + "]: " + kind.error);
+    if (kind.has_ports || kind.any)
+      return error(400, "allowOut[" + std::to_string(i) + "]: \"" + allow[i] +
+                            "\": expected an IP, a CIDR or a domain");
+    if (kind.address) allow_prefixes.push_back(std::get<IpPrefix>(IpPrefix::parse(allow[i])));
+  }
+  for (size_t i = 0; i < deny.size(); ++i) {
+    EntryKind kind = classify(deny[i]);
+    if (!kind.valid) return error(400, "denyOut[" + std::to_string(i) + "]: " + kind.error);
+    if (!kind.address || kind.has_ports) {
+      return error(400,
+                   "denyOut[" + std::to_string(i) + "]: \"" + deny[i] +
+                       "\": domain names are not supported for deny rules; use IPs or CIDR blocks");
+    }
+  }
+  auto all_traffic = [](std::vector<std::string>& list) {
+    if (std::find(list.begin(), list.end(), "0.0.0.0/0") != list.end() &&
+        std::find(list.begin(), list.end(), "::/0") == list.end()) {
+      list.push_back("::/0");
+    }
+  };
+  all_traffic(allow);
+  all_traffic(deny);
+  for (const auto& text : allow) {
+    if (text == "::/0") allow_prefixes.push_back(std::get<IpPrefix>(IpPrefix::parse(text)));
+  }
+  std::erase_if(deny, [&](const std::string& text) {
+    IpPrefix prefix = std::get<IpPrefix>(IpPrefix::parse(text));
+    return std::any_of(allow_prefixes.begin(), allow_prefixes.end(), [&](const IpPrefix& a) {
+      return a.length <= prefix.length && a.contains(prefix.address);
+    });
+  });
+  SandboxSpec spec = spec_of(*existing);
+  spec.default_verdict = Verdict::allow;
+  spec.allow = allow;
+  spec.deny = deny;
+  auto result = apply(spec);
+  if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
+    return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400,
+                 problem->error.message);
+  }
+  return ControlResponse{204, "", {}};
+}
+
+// Brimble PUT /sandboxes/{id}/egress {"mode":"open|restricted|deny_all","allow":[...]}.
+ControlResponse ControlApi::brimble(const ControlRequest& request, const std::string& id) {
+  auto error = [](int code, const std::string& message) {
+    return reply(code, {{"message", message}});
+  };
+  if (request.method != "PUT") {
+    ControlResponse r = error(405, "method not allowed; use PUT");
+    r.headers.push_back({"Allow", "PUT"});
+    return r;
+  }
+  auto existing = shared_.store.snapshot()->share_by_id(id);
+  if (!existing) return error(404, "Sandbox not found");
+  auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
+  for (const auto& [key, value] : body.items()) {
+    if (key != "mode" && key != "allow") return error(400, "unknown field \"" + key + "\"");
+  }
+  if (!body.contains("mode") || !body["mode"].is_string())
+    return error(400, "mode is required: open, restricted or deny_all");
+  std::string mode = body["mode"];
+  if (mode != "open" && mode != "restricted" && mode != "deny_all") {
+    return error(400, "mode must be one of open, restricted, deny_all");
+  }
+  std::vector<std::string> allow;
+  if (mode == "restricted") {
+    auto list = body.contains("allow") ? strings_of(body["allow"]) : std::nullopt;
+    if (!list) return error(400, "allow (a list of strings) is required when mode is restricted");
+    if (list->empty() || list->size() > 50) return error(400, "allow must have 1-50 entries");
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string& entry = (*list)[i];
+      if (entry.empty() || entry.size() > 253)
+        return error(400, "allow[" + std::to_string(i) + "] must be 1-253 characters");
+      EntryKind kind = classify(entry);
+      if (!kind.valid) return error(400, "allow[" + std::to_string(i) + "]: " + kind.error);
+      if (kind.v6 || kind.has_ports || kind.any) {
+        return error(400, "allow[" + std::to_string(i) + "]: \"" + entry +
+                              "\": expected an IPv4 address, a CIDR range or a hostname");
+      }
+    }
+    allow = *list;
+  } else if (body.contains("allow")) {
+    return error(400, "allow must be omitted when mode is " + mode);
+  }
+  SandboxSpec before = spec_of(*existing);
+  SandboxSpec spec = before;
+  spec.default_verdict = mode == "open" ? Verdict::allow : Verdict::deny;
+  spec.allow = allow;
+  spec.deny.clear();
+  bool changed = !same_spec(before, spec);
+  auto result = apply(spec);
+  if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
+    return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400,
+                 problem->error.message);
+  }
+  json egress = {{"mode", mode}};
+  if (mode == "restricted") egress["allow"] = allow;
+  return reply(200, {{"message", "Sandbox egress updated"},
+                     {"data",
+                      {{"id", id},
+                       {"egress", egress},
+                       {"block_outbound", mode == "deny_all"},
+                       {"network_updated", changed}}}});
+}
+
+// sandbox0 GET|PUT /api/v1/sandboxes/{id}/network {"mode":"allow-all|block-all","egress":{...}}.
+// In allow-all only the denied_* fields apply, in block-all only the allowed_* ones; ports
+// become port-only rules ("*:443"); "*.x" also matches x, so it becomes the native ".x".
+ControlResponse ControlApi::sandbox0(const ControlRequest& request, const std::string& id) {
+  auto error = [](int code, const std::string& message) {
+    return reply(code, {{"error", message}});
+  };
+  auto existing = shared_.store.snapshot()->share_by_id(id);
+  if (request.method != "GET" && request.method != "PUT") {
+    ControlResponse r = error(405, "method not allowed; use GET or PUT");
+    r.headers.push_back({"Allow", "GET, PUT"});
+    return r;
+  }
+  if (!existing) return error(404, "sandbox \"" + id + "\" not found");
+  auto render = [](const Sandbox& sandbox) {
+    SandboxSpec spec = spec_of(sandbox);
+    bool allow_all = spec.default_verdict == Verdict::allow;
+    const auto& rules = allow_all ? spec.deny : spec.allow;
+    std::string prefix = allow_all ? "denied_" : "allowed_";
+    json domains = json::array(), cidrs = json::array(), ports = json::array();
+    for (const std::string& rule : rules) {
+      EntryKind kind = classify(rule);
+      if (kind.any && rule.starts_with("*:")) {
+        std::string range = rule.substr(2);
+        if (range.find('-') == std::string::npos) {
+          ports.push_back(std::stoi(range));
+        } else {
+          ports.push_back(range);
+        }
+      } else if (kind.address) {
+        cidrs.push_back(rule);
+      } else {
+        domains.push_back(sandbox0_domain_out(rule));
+      }
+    }
+    return json{
+        {"mode", allow_all ? "allow-all" : "block-all"},
+        {"egress",
+         {{prefix + "domains", domains}, {prefix + "cidrs", cidrs}, {prefix + "ports", ports}}}};
+  };
+  if (request.method == "GET") return reply(200, render(*existing));
+  auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
+  for (const auto& [key, value] : body.items()) {
+    if (key != "mode" && key != "egress") return error(400, "unknown field \"" + key + "\"");
+  }
+  if (!body.contains("mode") || (body["mode"] != "allow-all" && body["mode"] != "block-all")) {
+    return error(400, "mode must be allow-all or block-all");
+  }
+  bool allow_all = body["mode"] == "allow-all";
+  std::vector<std::string> rules;
+  if (body.contains("egress") && !body["egress"].is_null()) {
+    const json& egress = body["egress"];
+    if (!egress.is_object()) return error(400, "egress must be an object");
+    static const std::vector<std::string> known = {"allowed_domains", "denied_domains",
+                                                   "allowed_cidrs",   "denied_cidrs",
+                                                   "allowed_ports",   "denied_ports"};
+    for (const auto& [key, value] : egress.items()) {
+      if (std::find(known.begin(), known.end(), key) == known.end())
+        return error(400, "unknown field \"egress." + key + "\"");
+      bool applies = key.starts_with(allow_all ? "denied_" : "allowed_");
+      if (key.ends_with("_ports")) {
+        if (!value.is_array()) return error(400, "egress." + key + " must be a list");
+        for (size_t i = 0; i < value.size(); ++i) {
+          std::string port = value[i].is_number_integer() ? std::to_string(value[i].get<int64_t>())
+                             : value[i].is_string()       ? value[i].get<std::string>()
+                                                          : std::string("?");
+          std::string rule = "*:" + port;
+          if (!classify(rule).valid)
+            return error(
+                400, "egress." + key + "[" + std::to_string(i) + "]: not a port or range 1-65535");
+          if (applies) rules.push_back(rule);
+        }
+        continue;
+      }
+      auto list = strings_of(value);
+      if (!list) return error(400, "egress." + key + " must be a list of strings");
+      for (size_t i = 0; i < list->size(); ++i) {
+        std::string field = "egress." + key + "[" + std::to_string(i) + "]";
+        bool domain_field = key.ends_with("_domains");
+        std::string rule = domain_field ? sandbox0_domain_in((*list)[i]) : (*list)[i];
+        EntryKind kind = classify(rule);
+        if (!kind.valid) return error(400, field + ": " + kind.error);
+        if (kind.has_ports || kind.any || kind.address == domain_field) {
+          return error(400, field + ": \"" + (*list)[i] + "\" is not " +
+                                (domain_field ? "a domain" : "an IP or CIDR"));
+        }
+        if (applies) rules.push_back(rule);
+      }
+    }
+  }
+  SandboxSpec spec = spec_of(*existing);
+  spec.default_verdict = allow_all ? Verdict::allow : Verdict::deny;
+  spec.allow = allow_all ? std::vector<std::string>{} : rules;
+  spec.deny = allow_all ? rules : std::vector<std::string>{};
+  auto result = apply(spec);
+  if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
+    return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400,
+                 problem->error.message);
+  }
+  return reply(200, render(*std::get<std::shared_ptr<const Sandbox>>(result)));
+}
+
+// Blaxel PUT /v0/sandboxes/{name} with a Sandbox object: spec.network.allowedDomains (an
+// allowlist: only these) and forbiddenDomains (a denylist: all but these); allowedDomains
+// takes precedence when both are set. Other fields are accepted and ignored; the answer is
+// the Sandbox object.
+ControlResponse ControlApi::blaxel(const ControlRequest& request, const std::string& id) {
+  auto error = [](int code, const char* kind, const std::string& message) {
+    return reply(code, {{"code", code}, {"error", kind}, {"message", message}});
+  };
+  if (request.method != "PUT") {
+    ControlResponse r = error(405, "Method Not Allowed", "use PUT");
+    r.headers.push_back({"Allow", "PUT"});
+    return r;
+  }
+  auto existing = shared_.store.snapshot()->share_by_id(id);
+  if (!existing) return error(404, "Not Found", "sandbox " + id + " not found");
+  auto body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object())
+    return error(400, "Bad Request", "body must be a Sandbox object");
+  if (body.contains("metadata") && body["metadata"].is_object() &&
+      body["metadata"].contains("name") && body["metadata"]["name"] != id) {
+    return error(400, "Bad Request", "metadata.name does not match the sandbox in the path");
+  }
+  const json* network = nullptr;
+  if (body.contains("spec") && body["spec"].is_object() && body["spec"].contains("network")) {
+    network = &body["spec"]["network"];
+    if (!network->is_object()) return error(400, "Bad Request", "spec.network must be an object");
+  }
+  SandboxSpec spec = spec_of(*existing);
+  if (network) {
+    std::vector<std::string> lists[2];
+    const char* names[2] = {"allowedDomains", "forbiddenDomains"};
+    for (int l = 0; l < 2; ++l) {
+      if (!network->contains(names[l]) || (*network)[names[l]].is_null()) continue;
+      auto list = strings_of((*network)[names[l]]);
+      if (!list)
+        return error(400, "Bad Request",
+                     std::string("spec.network.") + names[l] + " must be a list of strings");
+      for (size_t i = 0; i < list->size(); ++i) {
+        EntryKind kind = classify((*list)[i]);
+        std::string field = std::string("spec.network.") + names[l] + "[" + std::to_string(i) + "]";
+        if (!kind.valid) return error(400, "Bad Request", field + ": " + kind.error);
+        if (kind.address || kind.any || kind.has_ports)
+          return error(400, "Bad Request", field + ": \"" + (*list)[i] + "\" is not a domain");
+      }
+      lists[l] = *list;
+    }
+    if (!lists[0].empty()) {
+      spec.default_verdict = Verdict::deny;
+      spec.allow = lists[0];
+      spec.deny.clear();
+    } else {
+      spec.default_verdict = Verdict::allow;
+      spec.allow.clear();
+      spec.deny = lists[1];
+    }
+    auto result = apply(spec);
+    if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
+      return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400, "Bad Request",
+                   problem->error.message);
+    }
+  }
+  json answer = body;
+  answer["metadata"]["name"] = id;
+  answer["status"] = "DEPLOYED";
+  return reply(200, answer);
+}
+
+}  // namespace egressd

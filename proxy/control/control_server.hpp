@@ -1,0 +1,37 @@
+#pragma once
+// HTTP/1.1 + JSON on the unix socket listen.control (mode 0600), on its own thread so a slow
+// or stuck client never blocks the data path; each client is a coroutine with an idle
+// timeout, bodies over 1 MiB get 413.
+#include <asio/io_context.hpp>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "control/api.hpp"
+
+namespace egressd {
+
+class ControlServer {
+ public:
+  static constexpr size_t kMaxBody = 1 << 20;
+  static constexpr size_t kMaxClients = 256;
+
+  ControlServer(ControlApi& api, std::string path);
+  ~ControlServer();
+  // Binds (replacing a stale socket file, refusing a live one) and starts serving.
+  std::string start();
+  void stop();
+
+ private:
+  struct State;
+  ControlApi& api_;
+  std::string path_;
+  asio::io_context io_{1};
+  std::unique_ptr<State> state_;
+  std::thread thread_;
+};
+
+std::string http_response_text(const ControlResponse& response, bool keep_alive);
+
+}  // namespace egressd

@@ -1,0 +1,43 @@
+#pragma once
+// Recent refusals per sandbox, a bounded ring each (GET /v1/denials).
+#include <array>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "policy/ip.hpp"
+#include "policy/reason.hpp"
+
+namespace egressd {
+
+struct Denial {
+  std::chrono::system_clock::time_point time;
+  IpAddress destination;
+  uint16_t port = 0;
+  std::string name;
+  Reason reason = Reason::default_deny;
+  std::string rule;
+};
+
+class DenialLog {
+ public:
+  static constexpr size_t kPerSandbox = 64;
+  void record(const std::string& sandbox, Denial denial);
+  std::vector<Denial> recent(const std::string& sandbox) const;
+  void forget(const std::string& sandbox);
+
+ private:
+  struct Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, std::deque<Denial>> by_sandbox;
+  };
+  Shard& shard(const std::string& sandbox) const {
+    return shards_[std::hash<std::string>{}(sandbox) % shards_.size()];
+  }
+  mutable std::array<Shard, 16> shards_;
+};
+
+}  // namespace egressd
