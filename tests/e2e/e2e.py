@@ -14,11 +14,15 @@ ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
 P = "ege"  # namespace prefix
 WORK = tempfile.mkdtemp(prefix="egressd-e2e-")
 EGRESSD = os.path.join(BUILD, "egressd")
+EGRESSCTL = os.path.join(BUILD, "egressctl")
 CONFIG = os.path.join(WORK, "egressd.yaml")
 ACCESS_LOG = os.path.join(WORK, "access.log")
 EGRESSD_ERR = os.path.join(WORK, "egressd.err")
 ORIGIN_LOG = os.path.join(WORK, "origin.log")
 NGINX_LOG = os.path.join(WORK, "nginx-access.log")
+ALL_REASONS = ("allowed_domain allowed_address default_allow audit_allow denied_domain denied_address default_deny "
+               "guarded_destination unknown_source no_sni malformed_tls hello_too_large not_tls not_http "
+               "malformed_host peek_timeout dns_mismatch dns_failure connect_failed connection_limit revoked").split()
 NAMES = ["api.github.com", "gist.github.com", "pypi.org", "evil.example", "www.example.org", "big.example.org"]
 processes = []
 
@@ -120,15 +124,20 @@ sandboxes:
 """
 
 
-def write_config(extra_allow_one=None):
-    text = BASE_CONFIG
+def write_config(extra_allow_one=None, on_update="revoke"):
+    text = BASE_CONFIG + f"on_update: {on_update}\n"
     if extra_allow_one:
         text = text.replace('"pypi.org", ', '"pypi.org", "%s", ' % extra_allow_one)
     with open(CONFIG, "w") as f:
         f.write(text)
 
 
+BIG_BODY = os.path.join(WORK, "big-body.json")
+
+
 def setup():
+    with open(BIG_BODY, "w") as f:
+        f.write('{"sources":[], "pad":"' + "x" * (1 << 20) + '"}')
     sh(f"bash {HERE}/topology.sh up {P}")
     sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh up --iface {P}h1 --iface {P}h2 --port 15001 --dns 198.18.0.53")
     # Origin certificate for every test name, made now.
@@ -409,6 +418,135 @@ def sighup_reload_good_and_bad():
     wait_for(lambda: https("sbx1", "evil.example").returncode == 35, "reload back")
 
 
+def ctl(*args, check=True):
+    r = sh(f"{EGRESSCTL} --socket {WORK}/control.sock " + " ".join(f"'{a}'" for a in args), check=False)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"egressctl {args}: {r.stdout} {r.stderr}")
+    return r
+
+
+def api(method, path, body=None, headers=""):
+    data = f"-d '{json.dumps(body)}'" if body is not None else ""
+    r = sh(f"curl -s --unix-socket {WORK}/control.sock -X {method} {headers} -w '\\n%{{http_code}}' {data} http://egressd{path}")
+    text, _, code = r.stdout.rpartition("\n")
+    return int(code), (json.loads(text) if text.strip() else None)
+
+
+@test
+def control_policy_change_applies_to_the_next_connection():
+    assert https("sbx2", "pypi.org").returncode == 35
+    ctl("set", "two", "--source", "10.200.2.2", "--source", "fd00:200:2::2", "--allow", "evil.example",
+        "--allow", ".example.org", "--allow", "*:9003", "--allow", "198.18.0.11:9000", "--allow", "pypi.org")
+    assert https("sbx2", "pypi.org").stdout == "origin pypi.org\n"
+    out = json.loads(ctl("--json", "get", "two").stdout)
+    assert "pypi.org" in out["egress"]["allow"] and out["generation"] >= 1, out
+    assert "pypi.org" in ctl("get", "two").stdout
+    assert "allow (allowed_domain, rule pypi.org)" in ctl("check", "two", "--host", "pypi.org", "--port", "443").stdout
+    assert "two" in ctl("list").stdout and "status ok" in ctl("health").stdout
+    denials = json.loads(ctl("--json", "denials", "two").stdout)["denials"]
+    assert any(d["name"] == "pypi.org" and d["reason"] == "default_deny" for d in denials), denials
+
+
+@test
+def control_bad_body_changes_nothing():
+    before = json.loads(ctl("--json", "get", "two").stdout)
+    code, body = api("PUT", "/v1/sandboxes/two", {"sources": ["10.200.2.2"], "egress": {"allow": ["ok.example", "*.com"]}})
+    assert code == 400 and body["field"] == "egress.allow[1]", body
+    r = ctl("set", "two", "--allow", "bad_name.example", check=False)
+    assert r.returncode != 0 and "egress.allow[0]" in r.stderr, r
+    assert json.loads(ctl("--json", "get", "two").stdout) == before
+    assert https("sbx2", "pypi.org").stdout == "origin pypi.org\n"
+    code, body = api("PUT", "/v1/sandboxes/two", None, headers="-H 'Content-Type: application/json' --data-binary @" + BIG_BODY)
+    assert code == 413, (code, body)
+
+
+def slow_download(name="api.github.com"):
+    return subprocess.Popen(
+        f"ip netns exec {P}sbx1 curl -sk --limit-rate 2M --max-time 30 --resolve {name}:443:198.18.0.10 "
+        f"https://{name}/big.bin -o /dev/null -w '%{{exitcode}} %{{size_download}}'",
+        shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+ONE = ["--source", "10.200.1.2", "--source", "fd00:200:1::2", "--allow", "pypi.org",
+       "--allow", "198.18.0.11:9000-9003", "--allow", "[fd00:198::11]:9000-9003", "--deny", "198.18.0.12"]
+
+
+@test
+def control_revoke_cuts_a_live_download_and_keep_spares_it():
+    ctl("set", "one", *ONE, "--allow", "*.github.com")
+    download = slow_download()
+    time.sleep(1.0)
+    ctl("set", "one", *ONE)  # *.github.com removed
+    out = download.communicate(timeout=30)[0].split()
+    assert out[0] != "0" and int(out[1]) < 100 << 20, out  # cut, not completed
+    rec = last_record(name="api.github.com", reason="revoked")
+    assert rec["verdict"] == "deny" and rec["bytes_down"] > 0, rec
+    reloads = open(EGRESSD_ERR).read().count("reloaded")
+    write_config(on_update="keep")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads, "reload with on_update: keep")
+    ctl("set", "one", *ONE, "--allow", "*.github.com")
+    download = slow_download()
+    time.sleep(1.0)
+    ctl("set", "one", *ONE)
+    time.sleep(1.0)
+    assert download.poll() is None, "the download was cut with on_update: keep"
+    os.killpg(download.pid, signal.SIGKILL)
+    download.wait()
+    write_config()
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads + 1, "reload back to revoke")
+    ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")
+
+
+@test
+def control_100_replacements_while_traffic_flows():
+    loop = subprocess.Popen(
+        f"ip netns exec {P}sbx1 sh -c 'fail=0; for i in $(seq 150); do "
+        f"curl -sk --max-time 5 --resolve api.github.com:443:198.18.0.10 https://api.github.com/ | grep -q origin || fail=$((fail+1)); "
+        f"done; echo $fail'", shell=True, stdout=subprocess.PIPE, text=True)
+    for i in range(100):
+        ctl("set", "one", *ONE, "--allow", "*.github.com", "--allow", f"v{i}.example")
+    failures = int(loop.communicate(timeout=120)[0].strip())
+    assert failures == 0, failures
+    assert f"v99.example" in ctl("get", "one").stdout
+
+
+@test
+def compatible_endpoints_drive_real_traffic():
+    # E2B: domains allowed, ALL_TRAFFIC denied (v4 and v6).
+    code, _ = api("PUT", "/sandboxes/two/network", {"allowOut": ["evil.example"], "denyOut": ["0.0.0.0/0"]})
+    assert code == 204
+    assert https("sbx2", "evil.example").stdout == "origin evil.example\n"
+    assert https("sbx2", "pypi.org").returncode == 35
+    assert client("sbx2", "echo", "fd00:198::11", 9000).get("end") != "eof"  # ::/0 denied too
+    code, body = api("PUT", "/sandboxes/two/network", {"denyOut": ["pypi.org"]})
+    assert code == 400 and body["code"] == 400, body
+    # Brimble: restricted to one name, then deny_all, then open.
+    code, body = api("PUT", "/sandboxes/two/egress", {"mode": "restricted", "allow": ["pypi.org"]})
+    assert code == 200 and body["data"]["egress"]["mode"] == "restricted", body
+    assert https("sbx2", "pypi.org").stdout == "origin pypi.org\n"
+    assert https("sbx2", "evil.example").returncode == 35
+    api("PUT", "/sandboxes/two/egress", {"mode": "deny_all"})
+    assert https("sbx2", "pypi.org").returncode == 35
+    # sandbox0: block-all with *.example.org (which covers example.org itself).
+    code, body = api("PUT", "/api/v1/sandboxes/two/network",
+                     {"mode": "block-all", "egress": {"allowed_domains": ["*.example.org"], "allowed_cidrs": ["198.18.0.11/32"]}})
+    assert code == 200 and body["egress"]["allowed_domains"] == ["*.example.org"], body
+    assert https("sbx2", "www.example.org").stdout == "origin www.example.org\n"
+    assert client("sbx2", "echo", "198.18.0.11", 9000) == {"data": "ping", "end": "eof"}
+    assert https("sbx2", "evil.example").returncode == 35
+    # Blaxel: forbiddenDomains only: everything but those.
+    code, body = api("PUT", "/v0/sandboxes/two", {"metadata": {"name": "two"}, "spec": {"network": {"forbiddenDomains": ["evil.example"]}}})
+    assert code == 200 and body["metadata"]["name"] == "two", body
+    assert https("sbx2", "pypi.org").stdout == "origin pypi.org\n"
+    assert https("sbx2", "evil.example").returncode == 35
+    code, body = api("PUT", "/v0/sandboxes/nobody", {"metadata": {"name": "nobody"}})
+    assert code == 404 and body["error"] == "Not Found", body
+    api("PUT", "/v1/sandboxes/two", {"sources": ["10.200.2.2", "fd00:200:2::2"],
+                                      "egress": {"default": "deny", "allow": ["evil.example", ".example.org", "*:9003", "198.18.0.11:9000"]}})
+
+
 @test
 def metrics_agree_with_the_access_log():
     text = metrics()
@@ -424,7 +562,22 @@ def metrics_agree_with_the_access_log():
         assert counts.get(reason, 0) >= 1, reason
     assert metric_value(text, "egressd_bytes_total", {"direction": "down"}) > 256 << 20
     assert metric_value(text, "egressd_sandboxes", {}) == 0 or "egressd_sandboxes 2" in text
-    assert 'egressd_connections_total{reason="revoked",verdict="deny"} 0' in text  # pre-registered
+    for reason in ALL_REASONS:  # every reason is pre-registered, used or not
+        assert f'reason="{reason}"' in text, reason
+
+
+@test
+def restart_keeps_api_policies():
+    before = json.loads(ctl("--json", "get", "one").stdout)
+    egressd_process.send_signal(signal.SIGTERM)
+    assert egressd_process.wait(timeout=15) == 0
+    start_egressd()
+    after = json.loads(ctl("--json", "get", "one").stdout)
+    assert after == before, (before, after)
+    assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+    # A new policy after the restart gets a higher generation than any before it.
+    code, body = api("PUT", "/v1/sandboxes/one", {k: v for k, v in before.items() if k in ("sources", "egress", "mode")})
+    assert code == 200 and body["generation"] > before["generation"], body
 
 
 @test
