@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "control/denials.hpp"
+#include "dns/verifier.hpp"
 #include "metrics/metrics.hpp"
 #include "net/relay.hpp"
 #include "policy/config.hpp"
@@ -35,8 +36,14 @@ struct Settings {
 };
 
 struct Shared {
-  explicit Shared(std::shared_ptr<const Settings> initial) : settings(std::move(initial)) {}
+  explicit Shared(std::shared_ptr<const Settings> initial, DnsCacheLimits cache_limits = {},
+                  ResolverOptions resolver = {})
+      : settings(std::move(initial)),
+        dns_cache(cache_limits),
+        resolver_options(std::move(resolver)) {}
   Published<Settings> settings;
+  DnsCache dns_cache;
+  ResolverOptions resolver_options;
   PolicyStore store;
   Metrics metrics;
   AccessLog access_log;
@@ -47,12 +54,17 @@ struct Shared {
 };
 
 struct Worker {
-  explicit Worker(Shared& s) : shared(s), settings(s.settings), policies(s.store) {}
+  explicit Worker(Shared& s)
+      : shared(s),
+        settings(s.settings),
+        policies(s.store),
+        dns(io, s.dns_cache, s.resolver_options, s.metrics) {}
   Shared& shared;
   asio::io_context io{1};
   Published<Settings>::Reader settings;
   SnapshotReader policies;
   PipePool pipes;
+  DnsLookup dns;
   std::atomic<size_t> active{0};
 };
 

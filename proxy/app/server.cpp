@@ -89,7 +89,10 @@ std::shared_ptr<const Settings> Settings::from(const Config& config) {
 int run_server(Config config) {
   raise_fd_limit();
   signal(SIGPIPE, SIG_IGN);
-  Shared shared(Settings::from(config));
+  ResolverOptions resolver{config.dns.servers, config.dns.timeout_ms, 2};
+  DnsCacheLimits cache_limits{config.dns.min_ttl_s, config.dns.max_ttl_s, config.dns.negative_ttl_s,
+                              config.dns.cache_size};
+  Shared shared(Settings::from(config), cache_limits, resolver);
   if (!shared.access_log.open(config.access_log)) {
     log_line("cannot open access log " + config.access_log + ": " + std::strerror(errno));
     return 1;
@@ -139,6 +142,10 @@ int run_server(Config config) {
   std::vector<std::vector<tcp::acceptor>> acceptors(workers);
   for (unsigned i = 0; i < workers; ++i) {
     Worker& worker = pool.emplace_back(shared);
+    if (!worker.dns.channel().ok() || !worker.dns.channel().error().empty()) {
+      log_line("dns: " + worker.dns.channel().error());
+      return 1;
+    }
     for (const std::string& address : config.listen.tproxy) {
       auto host_port = *parse_host_port(address);
       std::error_code error;

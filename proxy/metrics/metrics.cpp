@@ -52,6 +52,20 @@ Metrics::Metrics() {
               .Help("DNS queries for destination verification by result")
               .Register(*registry_);
   for (const char* result : {"ok", "nxdomain", "timeout", "error"}) dns_->Add({{"result", result}});
+  dns_cache_ = &prometheus::BuildCounter()
+                    .Name("egressd_dns_cache_total")
+                    .Help(
+                        "DNS cache lookups: hit, miss (a query was sent), joined (waited for a "
+                        "query in flight)")
+                    .Register(*registry_);
+  for (const char* result : {"hit", "miss", "joined"}) dns_cache_->Add({{"result", result}});
+  dns_verifications_ =
+      &prometheus::BuildCounter()
+           .Name("egressd_dns_verifications_total")
+           .Help("Destination checks after a domain rule allowed: original, redirected, refused")
+           .Register(*registry_);
+  for (const char* outcome : {"original", "redirected", "refused"})
+    dns_verifications_->Add({{"outcome", outcome}});
   accept_errors_ = &prometheus::BuildCounter()
                         .Name("egressd_accept_errors_total")
                         .Help("accept() failures by errno")
@@ -71,6 +85,14 @@ void Metrics::expose(const std::string& address) {
 
 void Metrics::dns_query(const std::string& result) {
   dns_->Add({{"result", result}}).Increment();
+}
+
+void Metrics::dns_cache(const std::string& result) {
+  dns_cache_->Add({{"result", result}}).Increment();
+}
+
+void Metrics::dns_verification(const std::string& outcome) {
+  dns_verifications_->Add({{"outcome", outcome}}).Increment();
 }
 
 void Metrics::accept_error(int error_number) {

@@ -36,6 +36,8 @@ class Metrics {
   void policy_update(bool ok) { (ok ? updates_ok_ : updates_error_)->Increment(); }
   void sandboxes(size_t n) { sandboxes_->Set(static_cast<double>(n)); }
   void dns_query(const std::string& result);
+  void dns_cache(const std::string& result);          // hit | miss | joined
+  void dns_verification(const std::string& outcome);  // original | redirected | refused
   void accept_error(int error_number);
 
  private:
@@ -50,6 +52,8 @@ class Metrics {
   prometheus::Counter* updates_error_ = nullptr;
   prometheus::Gauge* sandboxes_ = nullptr;
   prometheus::Family<prometheus::Counter>* dns_ = nullptr;
+  prometheus::Family<prometheus::Counter>* dns_cache_ = nullptr;
+  prometheus::Family<prometheus::Counter>* dns_verifications_ = nullptr;
   prometheus::Family<prometheus::Counter>* accept_errors_ = nullptr;
 };
 

@@ -284,7 +284,23 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     }
   }
   if (const YAML::Node dns = root["dns"];
-      dns && loader.expect_map(dns, "dns", {"servers", "verify"})) {
+      dns && loader.expect_map(dns, "dns",
+                               {"servers", "verify", "timeout_ms", "min_ttl_s", "max_ttl_s",
+                                "negative_ttl_s", "cache_size"})) {
+    if (dns["timeout_ms"])
+      loader.number(dns["timeout_ms"], "dns.timeout_ms", config.dns.timeout_ms, 50, 60000);
+    if (dns["min_ttl_s"])
+      loader.number(dns["min_ttl_s"], "dns.min_ttl_s", config.dns.min_ttl_s, 0, 86400);
+    if (dns["max_ttl_s"])
+      loader.number(dns["max_ttl_s"], "dns.max_ttl_s", config.dns.max_ttl_s, 1, 86400);
+    if (dns["negative_ttl_s"]) {
+      loader.number(dns["negative_ttl_s"], "dns.negative_ttl_s", config.dns.negative_ttl_s, 0,
+                    86400);
+    }
+    if (dns["cache_size"])
+      loader.number(dns["cache_size"], "dns.cache_size", config.dns.cache_size, 1, 10000000);
+    if (config.dns.min_ttl_s > config.dns.max_ttl_s)
+      loader.error(dns.Mark(), "dns: min_ttl_s is above max_ttl_s");
     if (dns["servers"]) {
       loader.strings(dns["servers"], "dns.servers", config.dns.servers);
       for (size_t i = 0; i < config.dns.servers.size(); ++i) {

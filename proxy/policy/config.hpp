@@ -38,6 +38,11 @@ struct Config {
   struct {
     std::vector<std::string> servers;
     DnsVerify verify = DnsVerify::dial;
+    unsigned timeout_ms = 2000;   // extension: per try, 2 tries
+    unsigned min_ttl_s = 5;       // extension: cache floor
+    unsigned max_ttl_s = 300;     // extension: cache ceiling
+    unsigned negative_ttl_s = 5;  // extension: NXDOMAIN/NODATA
+    unsigned cache_size = 100000;
   } dns;
   std::vector<std::string> guard_deny{"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"};
   Verdict unknown_source = Verdict::deny;

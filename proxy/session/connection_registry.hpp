@@ -40,6 +40,14 @@ struct LiveConnection {
     name_ = std::move(observed_name);
     decided_ = true;
   }
+  void set_dialed(const IpAddress& address) {
+    std::lock_guard lock(mutex_);
+    dialed_ = address;
+  }
+  IpAddress dialed() const {
+    std::lock_guard lock(mutex_);
+    return dialed_.value_or(destination);
+  }
   std::pair<std::string, bool> facts() const {
     std::lock_guard lock(mutex_);
     return {name_, decided_};
@@ -49,6 +57,7 @@ struct LiveConnection {
   mutable std::mutex mutex_;
   std::string name_;
   bool decided_ = false;
+  std::optional<IpAddress> dialed_;
 };
 
 class ConnectionRegistry {

@@ -82,6 +82,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<bool> peek_hello(ClientHelloParser& parser);
   asio::awaitable<void> run_http();
   asio::awaitable<bool> connect_upstream();
+  asio::awaitable<std::optional<Reason>> verify_destination(bool may_redirect);
   asio::awaitable<void> relay_spliced();
   asio::awaitable<void> http_upstream_loop(HttpRequestParser& parser, std::vector<uint8_t>& buffer,
                                            size_t length, size_t parsed, bool& denied);
@@ -101,6 +102,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<const Sandbox> sandbox_;
   std::shared_ptr<LiveConnection> live_;
   IpAddress source_, destination_;
+  std::optional<IpAddress> dial_;  // where egressd connects, when DNS verification moved it
   uint16_t source_port_ = 0, port_ = 0;
   Proto proto_ = Proto::tcp;
   std::string name_;
@@ -156,6 +158,7 @@ void Session::finish(Reason reason) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
           .count();
   record.ech = ech_;
+  if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
   shared_.access_log.write(record);
   if (sandbox_ && record.verdict == Verdict::deny) {
     shared_.denials.record(sandbox_->id, Denial{std::chrono::system_clock::now(), destination_,
@@ -230,6 +233,29 @@ asio::awaitable<void> Session::run() {
   finish(aborted_.value_or(decision_.reason));
 }
 
+// After a domain rule allowed: resolve the name and pick where to dial (dns.verify). Returns
+// the refusal reason, or nothing when the connection may proceed. `may_redirect` is false once
+// an upstream is connected (a later HTTP request): then only the connected address will do.
+asio::awaitable<std::optional<Reason>> Session::verify_destination(bool may_redirect) {
+  if (decision_.reason != Reason::allowed_domain || settings_->dns_verify == DnsVerify::off) {
+    co_return std::nullopt;
+  }
+  DnsAnswer answer = co_await worker_.dns.lookup(name_);
+  if (aborted_) co_return aborted_;
+  IpAddress target = dial_.value_or(destination_);
+  DnsVerify mode = may_redirect ? settings_->dns_verify : DnsVerify::strict;
+  Verification verdict = choose_destination(mode, answer, target, settings_->guard);
+  if (!verdict.dial) {
+    shared_.metrics.dns_verification("refused");
+    decision_ = Decision{Verdict::deny, verdict.refusal, {}};
+    co_return verdict.refusal;
+  }
+  shared_.metrics.dns_verification(*verdict.dial == destination_ ? "original" : "redirected");
+  dial_ = *verdict.dial;
+  if (live_) live_->set_dialed(*dial_);
+  co_return std::nullopt;
+}
+
 asio::awaitable<void> Session::run_fast_path() {
   Decision decision = decide_now(nullptr);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
@@ -239,7 +265,7 @@ asio::awaitable<void> Session::run_fast_path() {
 
 asio::awaitable<bool> Session::connect_upstream() {
   phase_.enter(Phase::connect);
-  tcp::endpoint target(to_asio(destination_), port_);
+  tcp::endpoint target(to_asio(dial_.value_or(destination_)), port_);
   asio::error_code error;
   upstream_.open(target.protocol(), error);
   if (!error) {
@@ -300,6 +326,7 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
   ech_ = parser.facts().ech;
   Decision decision = decide_now(&name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason), false;
+  if (auto refusal = co_await verify_destination(true)) co_return co_await deny(*refusal), false;
   if (!co_await connect_upstream()) co_return false;
   auto [error, written] =
       co_await asio::async_write(upstream_, asio::buffer(buffer.data(), length), use_nothrow);
@@ -355,6 +382,7 @@ asio::awaitable<void> Session::run_http() {
   name_ = head.name;
   Decision decision = decide_now(name_.empty() ? nullptr : &name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
+  if (auto refusal = co_await verify_destination(true)) co_return co_await deny(*refusal);
   if (!co_await connect_upstream()) co_return;
   phase_.enter(Phase::relay);
 
@@ -388,6 +416,10 @@ asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
         const RequestHead& head = parser.head();
         name_ = head.name;
         Decision decision = decide_now(name_.empty() ? nullptr : &name_);
+        if (decision.verdict == Verdict::allow) {
+          // A later Host must resolve to the server this connection already reached.
+          if (auto refusal = co_await verify_destination(false)) decision = decision_;
+        }
         if (decision.verdict == Verdict::deny) {
           denied = true;
           break;

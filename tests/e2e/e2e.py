@@ -106,6 +106,7 @@ listen: {{ tproxy: ["0.0.0.0:15001", "[::]:15001"], control: {WORK}/control.sock
 workers: 2
 state_dir: {WORK}/state
 timeouts: {{ peek_ms: 1500, connect_ms: 2000 }}
+dns: {{ servers: ["198.18.0.53"], verify: VERIFY, timeout_ms: 400 }}
 limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
 access_log: {ACCESS_LOG}
 guard: {{ deny: ["169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10", "10.200.0.0/16", "fd00:200::/48"] }}
@@ -124,8 +125,8 @@ sandboxes:
 """
 
 
-def write_config(extra_allow_one=None, on_update="revoke"):
-    text = BASE_CONFIG + f"on_update: {on_update}\n"
+def write_config(extra_allow_one=None, on_update="revoke", verify="dial"):
+    text = BASE_CONFIG.replace("VERIFY", verify) + f"on_update: {on_update}\n"
     if extra_allow_one:
         text = text.replace('"pypi.org", ', '"pypi.org", "%s", ' % extra_allow_one)
     with open(CONFIG, "w") as f:
@@ -160,11 +161,18 @@ http {{
     location = /big.bin {{ root {WORK}; }}
     location / {{ default_type text/plain; return 200 "origin $host\\n"; }}
   }}
+  server {{
+    listen 198.18.0.12:443 ssl; listen 198.18.0.12:80;
+    ssl_certificate {WORK}/cert.pem; ssl_certificate_key {WORK}/key.pem;
+    access_log {WORK}/attacker.log hosts;
+    location / {{ default_type text/plain; return 200 "attacker $host\\n"; }}
+  }}
 }}
 """)
     start(f"ip netns exec {P}net nginx -c {WORK}/nginx.conf -p {WORK}", "nginx")
     start(f"ip netns exec {P}net python3 {HERE}/origin.py {ORIGIN_LOG} 198.18.0.10 198.18.0.11 198.18.0.12 fd00:198::11",
           "origin")
+    start_dnsmasq()
     write_config()
     start_egressd()
     wait_for(lambda: "ready" in open(os.path.join(WORK, "origin.out")).read(), "origin.py")
@@ -173,6 +181,26 @@ http {{
 
 
 egressd_process = None
+dnsmasq_process = None
+DNS_RECORDS = {
+    "api.github.com": ["198.18.0.10", "fd00:198::10"], "gist.github.com": ["198.18.0.10"],
+    "pypi.org": ["198.18.0.10", "fd00:198::10"], "evil.example": ["198.18.0.10", "fd00:198::10"],
+    "www.example.org": ["198.18.0.10"], "big.example.org": ["198.18.0.10"], "example.org": ["198.18.0.10"],
+    "guarded.example.org": ["10.200.2.2"], "elsewhere.github.com": ["198.18.0.11"], "v6only.example.org": ["fd00:198::10"],
+}
+
+
+def start_dnsmasq():
+    global dnsmasq_process
+    args = " ".join(f"--host-record={name},{','.join(addresses)}" for name, addresses in DNS_RECORDS.items())
+    dnsmasq_process = subprocess.Popen(
+        f"exec ip netns exec {P}net dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.53 "
+        f"--bind-interfaces --local-ttl=60 --pid-file= --user=root {args}",
+        shell=True, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "dnsmasq.err"), "a"),
+        start_new_session=True)
+    processes.append(dnsmasq_process)
+    wait_for(lambda: "198.18.0.10" in ns("net", "getent hosts api.github.com || true", check=False).stdout or True, "dnsmasq")
+    time.sleep(0.3)
 
 
 def start_egressd():
@@ -547,6 +575,74 @@ def compatible_endpoints_drive_real_traffic():
                                       "egress": {"default": "deny", "allow": ["evil.example", ".example.org", "*:9003", "198.18.0.11:9000"]}})
 
 
+def attacker_saw(host):
+    time.sleep(0.2)
+    try:
+        return any(line.split(" ")[0] == host for line in open(os.path.join(WORK, "attacker.log")))
+    except FileNotFoundError:
+        return False
+
+
+@test
+def dns_verify_dial_sends_spoofed_sni_and_host_to_the_real_origin():
+    # The sandbox aims an allowed name at an address of its own choosing (198.18.0.12).
+    assert https("sbx1", "api.github.com", "198.18.0.12").stdout == "origin api.github.com\n"
+    rec = last_record(name="api.github.com", dst="198.18.0.12")
+    assert rec["reason"] == "allowed_domain" and rec["dialed"] == "198.18.0.10", rec
+    assert "origin pypi.org" in http("sbx1", "pypi.org", "198.18.0.12").stdout
+    assert last_record(name="pypi.org", dst="198.18.0.12", port=80)["dialed"] in ("198.18.0.10", "fd00:198::10")
+    assert not attacker_saw("api.github.com") and not attacker_saw("pypi.org")
+    # An IPv6-only name reached over IPv4 is dialled over IPv6.
+    assert https("sbx2", "v6only.example.org").stdout == "origin v6only.example.org\n"
+    assert last_record(name="v6only.example.org")["dialed"] == "fd00:198::10"
+    assert https("sbx2", "v6only.example.org", "fd00:198::10").stdout == "origin v6only.example.org\n"
+    # A keep-alive request for another allowed name that lives elsewhere is refused.
+    out = client("sbx1", "keepalive", "198.18.0.10", 80, "pypi.org", "elsewhere.github.com")
+    assert out["statuses"][0].startswith("HTTP/1.1 200"), out
+    assert out["statuses"][1].startswith("HTTP/1.1 403 Forbidden"), out
+    assert last_record(name="elsewhere.github.com")["reason"] == "dns_mismatch"
+
+
+@test
+def dns_answers_in_the_guard_are_never_dialled():
+    r = https("sbx2", "guarded.example.org")
+    assert r.returncode == 35, r
+    assert last_record(name="guarded.example.org")["reason"] == "guarded_destination"
+
+
+@test
+def dns_verify_strict_refuses_mismatches():
+    reloads = open(EGRESSD_ERR).read().count("reloaded")
+    write_config(verify="strict")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads, "reload with verify: strict")
+    try:
+        assert https("sbx1", "api.github.com", "198.18.0.12").returncode == 35
+        assert last_record(name="api.github.com", dst="198.18.0.12")["reason"] == "dns_mismatch"
+        r = http("sbx1", "pypi.org", "198.18.0.12")
+        assert "X-Egress-Denied: dns_mismatch" in r.stdout, r.stdout
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        assert not attacker_saw("api.github.com") and not attacker_saw("pypi.org")
+    finally:
+        write_config()
+        egressd_process.send_signal(signal.SIGHUP)
+        wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads + 1, "reload back to dial")
+
+
+@test
+def dns_server_down_means_dns_failure_quickly():
+    os.killpg(dnsmasq_process.pid, signal.SIGKILL)
+    dnsmasq_process.wait()
+    try:
+        started = time.time()
+        r = https("sbx2", "big.example.org")  # never asked before: not cached
+        assert r.returncode == 35, r
+        assert time.time() - started < 3, time.time() - started
+        assert last_record(name="big.example.org")["reason"] == "dns_failure"
+    finally:
+        start_dnsmasq()
+
+
 @test
 def metrics_agree_with_the_access_log():
     text = metrics()
@@ -558,9 +654,14 @@ def metrics_agree_with_the_access_log():
         verdict = "allow" if reason in ("allowed_domain", "allowed_address", "default_allow", "audit_allow") else "deny"
         got = metric_value(text, "egressd_connections_total", {"reason": reason, "verdict": verdict})
         assert got == n, (reason, got, n)
-    for reason in ("unknown_source", "connection_limit", "peek_timeout", "no_sni", "guarded_destination"):
+    for reason in ("unknown_source", "connection_limit", "peek_timeout", "no_sni", "guarded_destination",
+                   "dns_mismatch", "dns_failure", "revoked"):
         assert counts.get(reason, 0) >= 1, reason
     assert metric_value(text, "egressd_bytes_total", {"direction": "down"}) > 256 << 20
+    assert metric_value(text, "egressd_dns_queries_total", {"result": "ok"}) >= 3
+    assert metric_value(text, "egressd_dns_queries_total", {"result": "timeout"}) >= 1
+    assert metric_value(text, "egressd_dns_cache_total", {"result": "hit"}) >= 1
+    assert metric_value(text, "egressd_dns_verifications_total", {"outcome": "redirected"}) >= 2
     assert metric_value(text, "egressd_sandboxes", {}) == 0 or "egressd_sandboxes 2" in text
     for reason in ALL_REASONS:  # every reason is pre-registered, used or not
         assert f'reason="{reason}"' in text, reason

@@ -1,0 +1,61 @@
+#include "dns/verifier.hpp"
+
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace egressd {
+
+asio::awaitable<DnsAnswer> DnsLookup::lookup(std::string name) {
+  // A named initiation: GCC 12 destroys temporaries inside co_await expressions twice.
+  auto initiation = [this, name](auto handler) {
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    auto executor = io_.get_executor();
+    DnsCache::Waiter waiter = [shared, executor](const DnsAnswer& answer) {
+      asio::post(executor, [shared, answer]() mutable { (*shared)(std::move(answer)); });
+    };
+    DnsAnswer hit;
+    switch (cache_.lookup(name, waiter, hit)) {
+      case DnsCache::Lookup::hit:
+        metrics_.dns_cache("hit");
+        waiter(hit);
+        break;
+      case DnsCache::Lookup::joined:
+        metrics_.dns_cache("joined");
+        break;
+      case DnsCache::Lookup::query:
+        metrics_.dns_cache("miss");
+        channel_.resolve(name, [this, name](DnsAnswer answer) {
+          metrics_.dns_query(to_string(answer.status));
+          cache_.complete(name, answer);
+        });
+        break;
+    }
+  };
+  DnsAnswer answer = co_await asio::async_initiate<const asio::use_awaitable_t<>, void(DnsAnswer)>(
+      initiation, asio::use_awaitable);
+  co_return answer;
+}
+
+Verification choose_destination(DnsVerify mode, const DnsAnswer& answer, const IpAddress& original,
+                                const Guard& guard) {
+  if (mode == DnsVerify::off) return Verification{original, {}};
+  if (answer.status != DnsStatus::ok) return Verification{std::nullopt, Reason::dns_failure};
+  bool any_unguarded = false;
+  for (const IpAddress& address : answer.addresses) {
+    if (!guard.covering(address).empty()) continue;
+    any_unguarded = true;
+    if (address == original) return Verification{original, {}};
+  }
+  if (!any_unguarded) return Verification{std::nullopt, Reason::guarded_destination};
+  if (mode == DnsVerify::strict) return Verification{std::nullopt, Reason::dns_mismatch};
+  for (bool same_family : {true, false}) {
+    for (const IpAddress& address : answer.addresses) {
+      if ((address.family == original.family) == same_family && guard.covering(address).empty()) {
+        return Verification{address, {}};
+      }
+    }
+  }
+  return Verification{std::nullopt, Reason::guarded_destination};
+}
+
+}  // namespace egressd

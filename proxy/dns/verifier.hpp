@@ -1,0 +1,40 @@
+#pragma once
+// Destination verification (DESIGN.md dns.verify): after a domain rule allowed a connection,
+// the name is resolved (shared cache, single-flight) and the connection may only go to one of
+// its answers, never to a guarded one.
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <optional>
+
+#include "dns/resolver.hpp"
+#include "metrics/metrics.hpp"
+#include "policy/config.hpp"
+#include "policy/reason.hpp"
+#include "policy/sandbox_policy.hpp"
+
+namespace egressd {
+
+class DnsLookup {
+ public:
+  DnsLookup(asio::io_context& io, DnsCache& cache, const ResolverOptions& options, Metrics& metrics)
+      : io_(io), cache_(cache), channel_(io, options), metrics_(metrics) {}
+  const AresChannel& channel() const { return channel_; }
+  asio::awaitable<DnsAnswer> lookup(std::string name);
+
+ private:
+  asio::io_context& io_;
+  DnsCache& cache_;
+  AresChannel channel_;
+  Metrics& metrics_;
+};
+
+struct Verification {
+  std::optional<IpAddress> dial;  // where to connect; empty when refused
+  Reason refusal = Reason::dns_failure;
+};
+
+// Pure: picks where to dial given the answers (dial / strict), or why not.
+Verification choose_destination(DnsVerify mode, const DnsAnswer& answer, const IpAddress& original,
+                                const Guard& guard);
+
+}  // namespace egressd
