@@ -47,12 +47,16 @@ matches_for() {
 
 down_family() {
   local ipt=$1 family=$2
+  # Every jump first, then the chains: a chain still referenced cannot be deleted.
   for table_chain in "mangle PREROUTING $chain" "filter FORWARD $udp_chain" "filter INPUT $udp_chain"; do
     read -r tbl parent target <<<"$table_chain"
-    while $ipt -t "$tbl" -S "$parent" 2>/dev/null | grep -q -- "-j $target"; do
-      rule=$($ipt -t "$tbl" -S "$parent" | grep -- "-j $target" | head -1 | sed "s/^-A /-D /")
+    while $ipt -t "$tbl" -S "$parent" 2>/dev/null | grep -q -- "-j $target\$"; do
+      rule=$($ipt -t "$tbl" -S "$parent" | grep -- "-j $target\$" | head -1 | sed "s/^-A /-D /")
       eval "$ipt -t $tbl $rule"
     done
+  done
+  for table_target in "mangle $chain" "filter $udp_chain"; do
+    read -r tbl target <<<"$table_target"
     if $ipt -t "$tbl" -S "$target" >/dev/null 2>&1; then
       $ipt -t "$tbl" -F "$target"
       $ipt -t "$tbl" -X "$target"

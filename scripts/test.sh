@@ -29,6 +29,9 @@ if [ -d tests/fuzz ] && ls tests/fuzz/fuzz_*.cpp >/dev/null 2>&1; then
   bash tests/fuzz/run.sh build/fuzz "$FUZZ_SECONDS"
 fi
 
+step "deploy kit (systemd-analyze, promtool, manifests, dashboard)"
+python3 tests/deploy/check.py build/release
+
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end (network namespaces + TPROXY)"
   tests/e2e/run.sh build/release

@@ -70,6 +70,10 @@ Metrics::Metrics() {
                         .Name("egressd_accept_errors_total")
                         .Help("accept() failures by errno")
                         .Register(*registry_);
+  for (int error_number :
+       {EMFILE, ENFILE, ENOBUFS, ENOMEM}) {  // the ones that back off, shown at 0
+    accept_errors_->Add({{"errno", strerrorname_np(error_number)}});
+  }
   prometheus::BuildGauge()
       .Name("egressd_build_info")
       .Help("Build information")

@@ -15,8 +15,9 @@ P = "ege"  # namespace prefix
 WORK = tempfile.mkdtemp(prefix="egressd-e2e-")
 EGRESSD = os.path.join(BUILD, "egressd")
 EGRESSCTL = os.path.join(BUILD, "egressctl")
+RUN = os.path.join(WORK, "run")  # egressd's own files: it runs as nobody with CAP_NET_ADMIN only
 CONFIG = os.path.join(WORK, "egressd.yaml")
-ACCESS_LOG = os.path.join(WORK, "access.log")
+ACCESS_LOG = os.path.join(RUN, "access.log")
 EGRESSD_ERR = os.path.join(WORK, "egressd.err")
 ORIGIN_LOG = os.path.join(WORK, "origin.log")
 NGINX_LOG = os.path.join(WORK, "nginx-access.log")
@@ -102,9 +103,9 @@ def metric_value(text, name, labels):
 
 
 BASE_CONFIG = f"""
-listen: {{ tproxy: ["0.0.0.0:15001", "[::]:15001"], control: {WORK}/control.sock, metrics: 127.0.0.1:9464 }}
+listen: {{ tproxy: ["0.0.0.0:15001", "[::]:15001"], control: {RUN}/control.sock, metrics: 127.0.0.1:9464 }}
 workers: 2
-state_dir: {WORK}/state
+state_dir: {RUN}/state
 timeouts: {{ peek_ms: 1500, connect_ms: 2000 }}
 dns: {{ servers: ["198.18.0.53"], verify: VERIFY, timeout_ms: 400 }}
 limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
@@ -137,6 +138,9 @@ BIG_BODY = os.path.join(WORK, "big-body.json")
 
 
 def setup():
+    os.chmod(WORK, 0o755)
+    os.makedirs(RUN)
+    os.chown(RUN, 65534, 65534)
     with open(BIG_BODY, "w") as f:
         f.write('{"sources":[], "pad":"' + "x" * (1 << 20) + '"}')
     sh(f"bash {HERE}/topology.sh up {P}")
@@ -205,7 +209,9 @@ def start_dnsmasq():
 
 def start_egressd():
     global egressd_process
-    egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {EGRESSD} --config {CONFIG}", shell=True,
+    unprivileged = ("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin "
+                    "--ambient-caps=-all,+net_admin --bounding-set=-all,+net_admin")
+    egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {unprivileged} {EGRESSD} --config {CONFIG}", shell=True,
                                        stdout=open(os.path.join(WORK, "egressd.out"), "a"),
                                        stderr=open(EGRESSD_ERR, "a"), start_new_session=True)
     processes.append(egressd_process)
@@ -256,6 +262,33 @@ tests = []
 def test(fn):
     tests.append(fn)
     return fn
+
+
+@test
+def firewall_script_is_idempotent():
+    fw = f"{P}fw"
+    sh(f"ip netns add {fw}")
+    try:
+        sh(f"ip netns exec {fw} ip link set lo up")
+        script = f"ip netns exec {fw} bash {ROOT}/deploy/firewall.sh"
+        args = "--iface veth-x --source 10.200.9.0/24 --source fd00:200:9::/64 --dns 198.18.0.53 --port 15001"
+        for _ in range(2):
+            sh(f"{script} up {args}")
+        v4 = sh(f"ip netns exec {fw} iptables-save").stdout
+        v6 = sh(f"ip netns exec {fw} ip6tables-save").stdout
+        assert v4.count("-j TPROXY") == 1 and v6.count("-j TPROXY") == 1, v4
+        assert v4.count("-A PREROUTING -s 10.200.9.0/24") == 1 and "-A PREROUTING -i veth-x" in v4, v4
+        assert "-A PREROUTING -s fd00:200:9::/64" in v6 and "10.200.9.0" not in v6, v6
+        assert "-A EGRESSD_UDP -d 198.18.0.53/32 -p udp -m udp --dport 53 -j RETURN" in v4, v4
+        assert sh(f"ip netns exec {fw} ip rule").stdout.count("lookup 100") == 1
+        assert sh(f"ip netns exec {fw} ip -6 rule").stdout.count("lookup 100") == 1
+        for _ in range(2):
+            sh(f"{script} down {args}")
+        assert "EGRESSD" not in sh(f"ip netns exec {fw} iptables-save").stdout
+        assert "EGRESSD" not in sh(f"ip netns exec {fw} ip6tables-save").stdout
+        assert "lookup 100" not in sh(f"ip netns exec {fw} ip rule").stdout
+    finally:
+        sh(f"ip netns del {fw}", check=False)
 
 
 @test
@@ -447,7 +480,7 @@ def sighup_reload_good_and_bad():
 
 
 def ctl(*args, check=True):
-    r = sh(f"{EGRESSCTL} --socket {WORK}/control.sock " + " ".join(f"'{a}'" for a in args), check=False)
+    r = sh(f"{EGRESSCTL} --socket {RUN}/control.sock " + " ".join(f"'{a}'" for a in args), check=False)
     if check and r.returncode != 0:
         raise RuntimeError(f"egressctl {args}: {r.stdout} {r.stderr}")
     return r
@@ -455,7 +488,7 @@ def ctl(*args, check=True):
 
 def api(method, path, body=None, headers=""):
     data = f"-d '{json.dumps(body)}'" if body is not None else ""
-    r = sh(f"curl -s --unix-socket {WORK}/control.sock -X {method} {headers} -w '\\n%{{http_code}}' {data} http://egressd{path}")
+    r = sh(f"curl -s --unix-socket {RUN}/control.sock -X {method} {headers} -w '\\n%{{http_code}}' {data} http://egressd{path}")
     text, _, code = r.stdout.rpartition("\n")
     return int(code), (json.loads(text) if text.strip() else None)
 
@@ -641,6 +674,35 @@ def dns_server_down_means_dns_failure_quickly():
         assert last_record(name="big.example.org")["reason"] == "dns_failure"
     finally:
         start_dnsmasq()
+
+
+@test
+def runs_as_nobody_with_only_cap_net_admin():
+    status = open(f"/proc/{egressd_process.pid}/status").read()
+    assert re.search(r"^Uid:\s+65534\s", status, re.M), status
+    assert re.search(r"^CapEff:\s+0000000000001000$", status, re.M), status  # CAP_NET_ADMIN only
+    assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+
+
+@test
+def access_log_reopens_on_sigusr1():
+    os.rename(ACCESS_LOG, ACCESS_LOG + ".1")
+    egressd_process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(ACCESS_LOG), "a new access log")
+    assert https("sbx1", "pypi.org").stdout == "origin pypi.org\n"
+    assert last_record(name="pypi.org", proto="tls")["reason"] == "allowed_domain"
+    # One log again, in order, for the metrics comparison below.
+    combined = open(ACCESS_LOG + ".1").read() + open(ACCESS_LOG).read()
+    with open(ACCESS_LOG, "w") as log:
+        log.write(combined)
+
+
+@test
+def dashboard_and_alerts_use_only_exported_metrics():
+    path = os.path.join(WORK, "metrics.txt")
+    open(path, "w").write(metrics())
+    r = sh(f"python3 {ROOT}/tests/deploy/check.py {BUILD} --metrics {path}", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @test

@@ -1,0 +1,219 @@
+// Load generator and origin for bench/system: plain blocking sockets, one thread per
+// connection on the server, so the proxy under test is the only thing that varies.
+//   netbench serve ADDR BULK_BYTES            origin on ADDR ports 443, 4443, 9000, 9001, 9002
+//       443, 9000: read the first bytes, send BULK_BYTES, close       (bulk)
+//       4443, 9001: read the first bytes, send 128 bytes, close       (new-connection rate)
+//       9002: echo                                                    (idle connections)
+//   netbench bulk IP PORT SNI                 one download; prints bytes and seconds
+//   netbench rate IP PORT SNI CONC SECONDS    connect, send hello, read to EOF, repeat; prints
+//                                             connections/s and per-connection p50/p99 in us
+//   netbench idle IP PORT SNI COUNT SECONDS   COUNT relayed connections held open
+// Every client sends a real TLS ClientHello first (SNI = SNI), so TLS ports are inspected.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../../tests/support/tls_builder.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+sockaddr_storage address_of(const std::string& ip, int port, socklen_t& length) {
+  sockaddr_storage storage{};
+  if (ip.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&storage);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    length = sizeof(sockaddr_in6);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&storage);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+    length = sizeof(sockaddr_in);
+  }
+  return storage;
+}
+
+int connect_to(const std::string& ip, int port) {
+  socklen_t length;
+  sockaddr_storage address = address_of(ip, port, length);
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::vector<uint8_t> hello_for(const std::string& sni) {
+  return egressd::testing::frame_records(
+      egressd::testing::build_handshake(egressd::testing::hello_with_sni(sni)));
+}
+
+void serve_connection(int fd, int port, size_t bulk) {
+  std::vector<char> buffer(1 << 16);
+  if (read(fd, buffer.data(), buffer.size()) <= 0) {
+    close(fd);
+    return;
+  }
+  if (port == 9002) {
+    write(fd, buffer.data(), 1);
+    for (ssize_t n; (n = read(fd, buffer.data(), buffer.size())) > 0;)
+      write(fd, buffer.data(), static_cast<size_t>(n));
+  } else {
+    size_t total = (port == 443 || port == 9000) ? bulk : 128;
+    std::vector<char> chunk(1 << 20, 'x');
+    for (size_t sent = 0; sent < total;) {
+      ssize_t n = write(fd, chunk.data(), std::min(chunk.size(), total - sent));
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    shutdown(fd, SHUT_WR);
+    while (read(fd, buffer.data(), buffer.size()) > 0) {
+    }
+  }
+  close(fd);
+}
+
+int serve(const std::string& ip, size_t bulk) {
+  std::vector<std::thread> listeners;
+  for (int port : {443, 4443, 9000, 9001, 9002}) {
+    listeners.emplace_back([ip, port, bulk] {
+      socklen_t length;
+      sockaddr_storage address = address_of(ip, port, length);
+      int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0 || listen(fd, 4096) != 0) {
+        perror("bind/listen");
+        std::exit(1);
+      }
+      for (;;) {
+        int client = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0) continue;
+        std::thread(serve_connection, client, port, bulk).detach();
+      }
+    });
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (auto& t : listeners) t.join();
+  return 0;
+}
+
+// One short connection: connect, hello, read to EOF. Returns microseconds, or -1.
+long one_connection(const std::string& ip, int port, const std::vector<uint8_t>& hello,
+                    std::vector<char>& buffer) {
+  auto start = Clock::now();
+  int fd = connect_to(ip, port);
+  if (fd < 0) return -1;
+  write(fd, hello.data(), hello.size());
+  size_t got = 0;
+  for (ssize_t n; (n = read(fd, buffer.data(), buffer.size())) > 0;) got += static_cast<size_t>(n);
+  close(fd);
+  if (got == 0) return -1;
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  std::string mode = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  if (mode == "serve" && argc == 4) return serve(argv[2], std::stoull(argv[3]));
+  if (argc < 5) return 2;
+  std::string ip = argv[2];
+  int port = std::stoi(argv[3]);
+  auto hello = hello_for(argv[4]);
+  if (mode == "bulk") {
+    auto start = Clock::now();
+    int fd = connect_to(ip, port);
+    if (fd < 0) return 1;
+    write(fd, hello.data(), hello.size());
+    std::vector<char> buffer(1 << 20);
+    size_t got = 0;
+    for (ssize_t n; (n = read(fd, buffer.data(), buffer.size())) > 0;)
+      got += static_cast<size_t>(n);
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    close(fd);
+    std::printf("{\"bytes\": %zu, \"seconds\": %.4f}\n", got, seconds);
+    return 0;
+  }
+  if (mode == "rate" && argc == 7) {
+    int concurrency = std::stoi(argv[5]);
+    double seconds = std::stod(argv[6]);
+    std::atomic<bool> stop{false};
+    std::vector<std::vector<long>> latencies(concurrency);
+    std::atomic<long> failures{0};
+    std::vector<std::thread> threads;
+    auto start = Clock::now();
+    for (int t = 0; t < concurrency; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<char> buffer(1 << 16);
+        while (!stop) {
+          long us = one_connection(ip, port, hello, buffer);
+          if (us < 0) {
+            ++failures;
+          } else {
+            latencies[t].push_back(us);
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop = true;
+    for (auto& t : threads) t.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<long> all;
+    for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    auto pct = [&](double p) {
+      return all.empty() ? 0L : all[std::min(all.size() - 1, size_t(p * all.size()))];
+    };
+    std::printf(
+        "{\"connections\": %zu, \"per_second\": %.1f, \"p50_us\": %ld, \"p99_us\": %ld, "
+        "\"failures\": %ld}\n",
+        all.size(), all.size() / elapsed, pct(0.5), pct(0.99), failures.load());
+    return 0;
+  }
+  if (mode == "idle" && argc == 7) {
+    int count = std::stoi(argv[5]);
+    double seconds = std::stod(argv[6]);
+    std::vector<int> fds;
+    int ok = 0;
+    char byte;
+    for (int i = 0; i < count; ++i) {
+      int fd = connect_to(ip, port);
+      if (fd < 0) continue;
+      write(fd, hello.data(), hello.size());
+      if (read(fd, &byte, 1) == 1) ++ok;
+      fds.push_back(fd);
+    }
+    std::printf("{\"open\": %d}\n", ok);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    for (int fd : fds) close(fd);
+    return 0;
+  }
+  return 2;
+}

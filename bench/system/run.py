@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""System benchmark: egressd against the direct path (kernel forwarding, no proxy) and HAProxy,
+in one run, on the e2e topology (sandbox / proxy host / origin namespaces, same TPROXY rules
+for every proxy, one proxy thread each). Prints a markdown table of medians over RUNS runs.
+
+Usage: run.py BUILD_DIR [--runs 5] [--bulk-mib 1024] [--idle 9000] [--out FILE]
+Needs root. Touches only the namespaces it creates (prefix egb) and removes them at exit.
+"""
+import argparse, atexit, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+P = "egb"
+ORIGIN = "198.18.0.10"
+parser = argparse.ArgumentParser()
+parser.add_argument("build", nargs="?", default=os.path.join(ROOT, "build/release"))
+parser.add_argument("--runs", type=int, default=5)
+parser.add_argument("--bulk-mib", type=int, default=1024)
+parser.add_argument("--idle", type=int, default=9000)
+parser.add_argument("--seconds", type=float, default=3.0)
+parser.add_argument("--out")
+args = parser.parse_args()
+BUILD = os.path.abspath(args.build)
+NETBENCH = os.path.join(BUILD, "netbench")
+WORK = tempfile.mkdtemp(prefix="egressd-bench-")
+procs = []
+
+
+def sh(cmd, check=True, timeout=600):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{cmd}: {r.stdout} {r.stderr}")
+    return r
+
+
+def cleanup():
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    sh(f"bash {ROOT}/tests/e2e/topology.sh down {P}", check=False)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def start(cmd):
+    p = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def client(*a, timeout=600):
+    r = sh(f"ip netns exec {P}sbx1 {NETBENCH} " + " ".join(str(x) for x in a), timeout=timeout)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def proc_stat(pid):
+    """(rss_kib, cpu_seconds) of pid, children's threads included."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def firewall(up):
+    sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh {'up' if up else 'down'} --iface {P}h1 --iface {P}h2 --port 15001")
+
+
+EGRESSD_CONFIG = f"""
+listen: {{ tproxy: ["0.0.0.0:15001"], control: {WORK}/control.sock, metrics: null }}
+workers: 1
+state_dir: {WORK}/state
+inspect: {{ tls: [443, 4443], http: [80] }}
+dns: {{ verify: off }}
+limits: {{ max_connections_per_sandbox: 100000 }}
+access_log: {WORK}/access.log
+sandboxes:
+  - id: bench
+    sources: ["10.200.1.2"]
+    egress: {{ default: deny, allow: ["*.example", "198.18.0.10:9000-9002"], deny: ["denied.example"] }}
+"""
+
+HAPROXY_CONFIG = f"""
+global
+  maxconn 100000
+  nbthread 1
+  log stderr format raw local0 emerg
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option splice-auto
+frontend tproxy
+  bind 0.0.0.0:15001 transparent
+  tcp-request inspect-delay 5s
+  tcp-request content accept if {{ dst_port 9000:9002 }} {{ dst 198.18.0.10 }}
+  tcp-request content reject if {{ dst_port 9000:9002 }}
+  tcp-request content reject if {{ req.ssl_sni -i denied.example }}
+  tcp-request content accept if {{ req.ssl_hello_type 1 }} {{ req.ssl_sni -m end .example }}
+  tcp-request content reject
+  default_backend original
+backend original
+  server original 0.0.0.0:0
+"""
+
+
+def run_proxy(name):
+    if name == "direct":
+        firewall(False)
+        return None
+    firewall(True)
+    if name == "egressd":
+        open(f"{WORK}/egressd.yaml", "w").write(EGRESSD_CONFIG)
+        p = start(f"exec ip netns exec {P}host {BUILD}/egressd --config {WORK}/egressd.yaml")
+    else:
+        open(f"{WORK}/haproxy.cfg", "w").write(HAPROXY_CONFIG)
+        p = start(f"exec ip netns exec {P}host haproxy -db -f {WORK}/haproxy.cfg")
+    for _ in range(100):
+        try:
+            client("rate", ORIGIN, 9001, "bench.example", 1, 0.05)
+            break
+        except Exception:
+            time.sleep(0.1)
+    return p
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def measure(name):
+    p = run_proxy(name)
+    pid = p.pid if p else None
+    result = {}
+    bulk = args.bulk_mib << 20
+    for label, port in (("bulk_tls", 443), ("bulk_fast", 9000)):
+        rates, cpu = [], []
+        for _ in range(args.runs):
+            before = proc_stat(pid)[1] if pid else 0
+            out = client("bulk", ORIGIN, port, "bulk.example")
+            assert out["bytes"] == bulk, out
+            rates.append(out["bytes"] / out["seconds"] / 1e9)
+            if pid:
+                cpu.append((proc_stat(pid)[1] - before) / (out["bytes"] / (1 << 30)))
+        result[label] = median(rates)
+        if pid:
+            result[label + "_cpu_s_per_gib"] = median(cpu)
+    for label, conc in (("rate_c1", 1), ("rate_c32", 32)):
+        runs = [client("rate", ORIGIN, 4443, "short.example", conc, args.seconds) for _ in range(args.runs)]
+        result[label] = median([r["per_second"] for r in runs])
+        if conc == 1:
+            result["p50_us"] = median([r["p50_us"] for r in runs])
+            result["p99_us"] = median([r["p99_us"] for r in runs])
+        time.sleep(1)
+    if pid:
+        runs = [client("rate", ORIGIN, 4443, "denied.example", 32, args.seconds) for _ in range(args.runs)]
+        result["denied_per_s"] = median([(r["connections"] + r["failures"]) / args.seconds for r in runs])
+        time.sleep(1)
+        rss_before = proc_stat(pid)[0]
+        holder = start(f"exec ip netns exec {P}sbx1 {NETBENCH} idle {ORIGIN} 9002 idle.example {args.idle} 60")
+        line = holder.stdout.readline()
+        opened = json.loads(line)["open"]
+        time.sleep(1)
+        rss_after = proc_stat(pid)[0]
+        result["idle_open"] = opened
+        result["idle_kib_per_conn"] = (rss_after - rss_before) / max(opened, 1)
+        stop(holder)
+        stop(p)
+    return result
+
+
+def main():
+    sh(f"bash {ROOT}/tests/e2e/topology.sh up {P}")
+    # Origin threads: one per connection; the idle test needs many.
+    server = start(f"exec ip netns exec {P}net {NETBENCH} serve {ORIGIN} {args.bulk_mib << 20}")
+    assert server.stdout.readline().strip() == "ready"
+    results = {}
+    for name in ("direct", "egressd", "haproxy"):  # direct first: no TIME_WAIT on the proxy host yet
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        results[name] = measure(name)
+    d, e, h = results["direct"], results["egressd"], results["haproxy"]
+    rows = [
+        ("bulk 1 GiB, TLS port 443 (GB/s)", "bulk_tls", True),
+        ("bulk 1 GiB, fast path (GB/s)", "bulk_fast", True),
+        ("new TLS connections/s, concurrency 1", "rate_c1", True),
+        ("new TLS connections/s, concurrency 32", "rate_c32", True),
+        ("connection time p50 (us), c=1", "p50_us", False),
+        ("connection time p99 (us), c=1", "p99_us", False),
+        ("denied connections/s, c=32", "denied_per_s", False),
+        ("CPU s per GiB, TLS bulk", "bulk_tls_cpu_s_per_gib", False),
+        ("CPU s per GiB, fast path bulk", "bulk_fast_cpu_s_per_gib", False),
+        (f"RSS per idle relayed connection (KiB), {args.idle} open", "idle_kib_per_conn", False),
+    ]
+    def fmt(v):
+        return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 100 else f"{v:.0f}")
+    lines = ["| measure | direct | egressd | HAProxy | egressd / direct | egressd / HAProxy |", "|---|---|---|---|---|---|"]
+    for title, key, vs_direct in rows:
+        dv, ev, hv = d.get(key), e.get(key), h.get(key)
+        ratio_d = f"{ev / dv:.2f}x" if vs_direct and dv else "-"
+        ratio_h = f"{ev / hv:.2f}x" if ev is not None and hv else "-"
+        lines.append(f"| {title} | {fmt(dv)} | {fmt(ev)} | {fmt(hv)} | {ratio_d} | {ratio_h} |")
+    extra = [f"| added p50 per connection (us) | | {fmt(e['p50_us'] - d['p50_us'])} | {fmt(h['p50_us'] - d['p50_us'])} | | |",
+             f"| idle connections held | | {e['idle_open']} | {h['idle_open']} | | |"]
+    table = "\n".join(lines + extra)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+    stop(server)
+
+
+main()

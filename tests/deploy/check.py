@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Offline checks of the deploy kit: systemd units (systemd-analyze verify), Prometheus config
+and rules (promtool), Kubernetes manifests (parsed, structure), Grafana dashboard (valid JSON,
+every expression names egressd metrics). With --metrics FILE (a live /metrics scrape), every
+metric the dashboard and the alerts use must be one egressd really exports.
+
+Usage: check.py BUILD_DIR [--metrics FILE]
+"""
+import json, os, re, shutil, subprocess, sys, tempfile
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DEPLOY = os.path.join(ROOT, "deploy")
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else os.path.join(ROOT, "build/release"))
+failures = []
+
+
+def check(name, ok, detail=""):
+    print(("ok    " if ok else "FAIL  ") + name + ("" if ok else f": {detail}"))
+    if not ok:
+        failures.append(name)
+
+
+def metric_names(expr):
+    names = set(re.findall(r"\b(egressd_[a-z_]+)", expr))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) if n.startswith("egressd_decision_duration_seconds") else n for n in names}
+
+
+def systemd_units():
+    work = tempfile.mkdtemp()
+    try:
+        for unit in ("egressd.service", "egressd-firewall.service"):
+            text = open(os.path.join(DEPLOY, "systemd", unit)).read()
+            # Point at this build instead of /usr: verify checks that the binaries exist.
+            text = text.replace("/usr/sbin/egressd", os.path.join(BUILD, "egressd"))
+            text = text.replace("/usr/bin/egressctl", os.path.join(BUILD, "egressctl"))
+            text = text.replace("/usr/libexec/egressd/firewall.sh", os.path.join(DEPLOY, "firewall.sh"))
+            open(os.path.join(work, unit), "w").write(text)
+        r = subprocess.run(["systemd-analyze", "verify"] + [os.path.join(work, u) for u in ("egressd.service", "egressd-firewall.service")],
+                           capture_output=True, text=True)
+        problems = [line for line in (r.stdout + r.stderr).splitlines() if line.strip() and "egressd" in line]
+        check("systemd-analyze verify", r.returncode == 0 and not problems, r.stdout + r.stderr)
+        unit = open(os.path.join(DEPLOY, "systemd", "egressd.service")).read()
+        for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=egressd", "RuntimeDirectory=egressd",
+                       "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "User=egressd", "Restart=on-failure", "LimitNOFILE="):
+            check(f"egressd.service has {option}", option in unit)
+    finally:
+        shutil.rmtree(work)
+
+
+def prometheus():
+    if not shutil.which("promtool"):
+        check("promtool installed", False, "install the prometheus package")
+        return
+    r = subprocess.run(["promtool", "check", "rules", os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")], capture_output=True, text=True)
+    check("promtool check rules", r.returncode == 0, r.stdout + r.stderr)
+    r = subprocess.run(["promtool", "check", "config", "--syntax-only", os.path.join(DEPLOY, "prometheus", "prometheus.yml")], capture_output=True, text=True)
+    check("promtool check config", r.returncode == 0, r.stdout + r.stderr)
+    rules = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
+    names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    for wanted in ("EgressdDown", "EgressdDenialSpike", "EgressdAcceptErrors", "EgressdDnsFailures",
+                   "EgressdConnectionLimitHits", "EgressdPolicyUpdateFailures"):
+        check(f"alert {wanted}", wanted in names)
+
+
+def kubernetes():
+    docs = list(yaml.safe_load_all(open(os.path.join(DEPLOY, "kubernetes", "egressd.yaml"))))
+    kinds = {d["kind"]: d for d in docs}
+    check("manifests: Namespace, ConfigMap, DaemonSet", {"Namespace", "ConfigMap", "DaemonSet"} <= kinds.keys())
+    ds = kinds["DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    check("DaemonSet hostNetwork", spec.get("hostNetwork") is True)
+    check("DaemonSet selector matches labels", ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items())
+    check("egressd has NET_ADMIN only", container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]})
+    check("liveness and readiness probes", "livenessProbe" in container and "readinessProbe" in container)
+    annotations = ds["spec"]["template"]["metadata"]["annotations"]
+    check("Prometheus annotations", annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == "9464")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    check("volumes mounted exist", set(mounts) <= set(volumes))
+    check("state and control on hostPath", "hostPath" in volumes["state"] and "hostPath" in volumes["control"])
+    config_text = kinds["ConfigMap"]["data"]["egressd.yaml"]
+    path = tempfile.mktemp(suffix=".yaml")
+    open(path, "w").write(config_text)
+    r = subprocess.run([os.path.join(BUILD, "egressd"), "--check-config", path], capture_output=True, text=True)
+    os.unlink(path)
+    check("ConfigMap config passes egressd --check-config", r.returncode == 0, r.stderr)
+
+
+def grafana(live_metrics):
+    dashboard = json.load(open(os.path.join(DEPLOY, "grafana", "egressd-dashboard.json")))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    check("dashboard has panels with expressions", len(exprs) >= 8)
+    used = set()
+    for e in exprs:
+        used |= metric_names(e)
+    rules = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
+    for g in rules["groups"]:
+        for rule in g["rules"]:
+            used |= metric_names(rule["expr"])
+    for wanted in ("egressd_connections_total", "egressd_bytes_total", "egressd_connections_active",
+                   "egressd_decision_duration_seconds", "egressd_dns_queries_total", "egressd_policy_updates_total"):
+        check(f"dashboard shows {wanted}", wanted in used)
+    if live_metrics:
+        exported = set(re.findall(r"^# TYPE (egressd_[a-z_]+) ", open(live_metrics).read(), re.M))
+        missing = sorted(used - exported)
+        check("every metric the dashboard and alerts use is exported by egressd", not missing, missing)
+
+
+systemd_units()
+prometheus()
+kubernetes()
+grafana(sys.argv[sys.argv.index("--metrics") + 1] if "--metrics" in sys.argv else None)
+print(f"\n{'all deploy checks passed' if not failures else str(len(failures)) + ' deploy checks failed'}")
+sys.exit(1 if failures else 0)
