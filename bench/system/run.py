@@ -97,7 +97,7 @@ sandboxes:
 
 HAPROXY_CONFIG = f"""
 global
-  maxconn 100000
+  ulimit-n 20000
   nbthread 1
   log stderr format raw local0 emerg
 defaults
