@@ -65,7 +65,7 @@ struct Worker {
   SnapshotReader policies;
   PipePool pipes;
   DnsLookup dns;
-  std::atomic<size_t> active{0};
+  std::atomic<size_t> active{0};  // live sessions (counted by Session itself)
 };
 
 }  // namespace egressd

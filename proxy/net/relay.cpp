@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "net/socket_options.hpp"
@@ -11,7 +11,6 @@
 namespace egressd {
 namespace {
 
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr size_t kPipeBytes = 1 << 20;  // fs.pipe-max-size default; falls back to 64 KiB
 constexpr size_t kMaxIdlePipes = 64;
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -54,60 +53,82 @@ void reset_both(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b) {
   reset_and_close(b);
 }
 
-asio::awaitable<DirectionEnd> splice_one_way(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
-                                             PipePool& pool, std::function<void(size_t)> on_bytes,
-                                             const bool* keep_open_on_eof) {
-  PipePool::Pipe pipe;
+void SpliceDirection::start(std::shared_ptr<void> keep_alive, Done done) {
+  keep_alive_ = std::move(keep_alive);
+  done_ = std::move(done);
+  pump();
+}
+
+void SpliceDirection::end(DirectionEnd how) {
+  pool_.release(pipe_, pending_ == 0);
+  pending_ = 0;
+  // Nothing of `this` is touched after `done` runs: it may release the owner.
+  Done done = std::move(done_);
+  std::shared_ptr<void> keep_alive = std::move(keep_alive_);
+  done(how);
+}
+
+void SpliceDirection::wait(bool for_write) {
+  auto& socket = for_write ? to_ : from_;
+  socket.async_wait(for_write ? asio::ip::tcp::socket::wait_write : asio::ip::tcp::socket::wait_read,
+                    [this, keep = keep_alive_](const asio::error_code& error) {
+                      if (error) return end(DirectionEnd::aborted);
+                      pump();
+                    });
+}
+
+void SpliceDirection::pump() {
   for (;;) {
-    if (!from.is_open() || !to.is_open()) {
-      pool.release(pipe, true);
-      co_return DirectionEnd::aborted;
-    }
-    if (pipe.read_fd < 0 && !pool.acquire(pipe)) {
-      reset_both(from, to);  // out of descriptors: fail this connection, not the process
-      co_return DirectionEnd::aborted;
-    }
-    ssize_t in =
-        ::splice(from.native_handle(), nullptr, pipe.write_fd, nullptr, kPipeBytes, kSpliceFlags);
-    if (in > 0) {
-      size_t pending = static_cast<size_t>(in);
-      while (pending > 0) {
-        ssize_t out =
-            ::splice(pipe.read_fd, nullptr, to.native_handle(), nullptr, pending, kSpliceFlags);
-        if (out > 0) {
-          pending -= static_cast<size_t>(out);
-          on_bytes(static_cast<size_t>(out));
-          continue;
-        }
-        if (out < 0 && errno == EAGAIN) {
-          auto [error] = co_await to.async_wait(asio::ip::tcp::socket::wait_write, use_nothrow);
-          if (!error) continue;
-          pool.release(pipe, false);
-          co_return DirectionEnd::aborted;
-        }
-        pool.release(pipe, false);  // the destination reset: pass it on to the source
-        reset_both(from, to);
-        co_return DirectionEnd::sink_failed;
+    if (!from_.is_open() || !to_.is_open()) return end(DirectionEnd::aborted);
+    while (pending_ > 0) {
+      ssize_t out = ::splice(pipe_.read_fd, nullptr, to_.native_handle(), nullptr, pending_, kSpliceFlags);
+      if (out > 0) {
+        pending_ -= static_cast<size_t>(out);
+        on_bytes_(static_cast<size_t>(out));
+        continue;
       }
+      if (out < 0 && errno == EAGAIN) return wait(true);
+      reset_both(from_, to_);  // the destination reset: pass it on to the source
+      return end(DirectionEnd::sink_failed);
+    }
+    if (pipe_.read_fd < 0 && !pool_.acquire(pipe_)) {
+      reset_both(from_, to_);  // out of descriptors: fail this connection, not the process
+      return end(DirectionEnd::aborted);
+    }
+    ssize_t in = ::splice(from_.native_handle(), nullptr, pipe_.write_fd, nullptr, kPipeBytes, kSpliceFlags);
+    if (in > 0) {
+      pending_ = static_cast<size_t>(in);
       continue;
     }
     if (in == 0) {
-      pool.release(pipe, true);
       asio::error_code ignored;
-      if (!keep_open_on_eof || !*keep_open_on_eof)
-        to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-      co_return DirectionEnd::eof;
+      if (!keep_open_on_eof_ || !*keep_open_on_eof_) to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      return end(DirectionEnd::eof);
     }
     if (errno == EAGAIN) {
-      pool.release(pipe, true);  // idle: give the pipe back while waiting
-      auto [error] = co_await from.async_wait(asio::ip::tcp::socket::wait_read, use_nothrow);
-      if (error) co_return DirectionEnd::aborted;
-      continue;
+      pool_.release(pipe_, true);  // idle: give the pipe back while waiting
+      return wait(false);
     }
-    pool.release(pipe, true);
-    reset_both(from, to);  // ECONNRESET and friends: the source reset
-    co_return DirectionEnd::source_reset;
+    reset_both(from_, to_);  // ECONNRESET and friends: the source reset
+    return end(DirectionEnd::source_reset);
   }
+}
+
+asio::awaitable<DirectionEnd> splice_one_way(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
+                                             PipePool& pool, std::function<void(size_t)> on_bytes,
+                                             const bool* keep_open_on_eof) {
+  SpliceDirection direction(from, to, pool, std::move(on_bytes), keep_open_on_eof);
+  auto executor = from.get_executor();
+  // A named initiation: GCC 12 destroys temporaries inside co_await expressions twice.
+  auto initiation = [&direction, executor](auto handler) {
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    direction.start(nullptr, [shared, executor](DirectionEnd how) {
+      asio::post(executor, [shared, how]() mutable { (*shared)(how); });  // resume outside pump()
+    });
+  };
+  DirectionEnd how =
+      co_await asio::async_initiate<const asio::use_awaitable_t<>, void(DirectionEnd)>(initiation, asio::use_awaitable);
+  co_return how;
 }
 
 }  // namespace egressd

@@ -72,7 +72,10 @@ class Session : public std::enable_shared_from_this<Session> {
         client_(std::move(client)),
         upstream_(client_.get_executor()),
         phase_(shared_.metrics),
-        started_(std::chrono::steady_clock::now()) {}
+        started_(std::chrono::steady_clock::now()) {
+    worker_.active.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Session() { worker_.active.fetch_sub(1, std::memory_order_relaxed); }
 
   asio::awaitable<void> run();
 
@@ -83,7 +86,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> run_http();
   asio::awaitable<bool> connect_upstream();
   asio::awaitable<std::optional<Reason>> verify_destination(bool may_redirect);
-  asio::awaitable<void> relay_spliced();
+  void start_relay();
+  void direction_done();
   asio::awaitable<void> http_upstream_loop(HttpRequestParser& parser, std::vector<uint8_t>& buffer,
                                            size_t length, size_t parsed, bool& denied);
   Decision decide_now(const std::string* name);
@@ -113,6 +117,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool finished_ = false;
   std::optional<Reason> aborted_;
   std::optional<Deadline> upstream_finish_deadline_;
+  std::optional<SpliceDirection> up_, down_;
+  int directions_open_ = 0;
+  bool relaying_ = false;
 };
 
 // An IP-literal Host is not a name: address rules judge the real destination, never the
@@ -230,7 +237,7 @@ asio::awaitable<void> Session::run() {
   } else {
     co_await run_http();
   }
-  finish(aborted_.value_or(decision_.reason));
+  if (!relaying_) finish(aborted_.value_or(decision_.reason));
 }
 
 // After a domain rule allowed: resolve the name and pick where to dial (dns.verify). Returns
@@ -260,7 +267,7 @@ asio::awaitable<void> Session::run_fast_path() {
   Decision decision = decide_now(nullptr);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
   if (!co_await connect_upstream()) co_return;
-  co_await relay_spliced();
+  start_relay();
 }
 
 asio::awaitable<bool> Session::connect_upstream() {
@@ -284,22 +291,32 @@ asio::awaitable<bool> Session::connect_upstream() {
   co_return true;
 }
 
-asio::awaitable<void> Session::relay_spliced() {
+// TLS and fast-path connections are relayed by two callback-driven splice directions: the
+// coroutines that decided the connection end here, and the session lives on in the handlers.
+void Session::start_relay() {
   phase_.enter(Phase::relay);
+  relaying_ = true;
   Metrics& metrics = shared_.metrics;
-  auto up = [this, &metrics](size_t n) {
+  up_.emplace(client_, upstream_, worker_.pipes, [this, &metrics](size_t n) {
     bytes_up_ += n;
     metrics.bytes_up(static_cast<double>(n));
-  };
-  auto down = [this, &metrics](size_t n) {
+  });
+  down_.emplace(upstream_, client_, worker_.pipes, [this, &metrics](size_t n) {
     bytes_down_ += n;
     metrics.bytes_down(static_cast<double>(n));
-  };
-  co_await (splice_one_way(client_, upstream_, worker_.pipes, up) &&
-            splice_one_way(upstream_, client_, worker_.pipes, down));
+  });
+  directions_open_ = 2;
+  auto self = shared_from_this();
+  up_->start(self, [this](DirectionEnd) { direction_done(); });
+  down_->start(self, [this](DirectionEnd) { direction_done(); });
+}
+
+void Session::direction_done() {
+  if (--directions_open_ > 0) return;
   asio::error_code ignored;
   client_.close(ignored);
   upstream_.close(ignored);
+  finish(aborted_.value_or(decision_.reason));
 }
 
 asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
@@ -342,7 +359,7 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
 asio::awaitable<void> Session::run_inspected() {
   ClientHelloParser parser(settings_->max_peek_bytes);
   if (!co_await peek_hello(parser)) co_return;
-  co_await relay_spliced();
+  start_relay();
 }
 
 // HTTP: every request head client->server is parsed and decided before it is relayed; the
