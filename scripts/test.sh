@@ -19,7 +19,7 @@ cmake --build --preset release -j "$(nproc)"
 
 step "ASan+UBSan build + unit tests"
 cmake --preset asan >/dev/null
-cmake --build --preset asan -j "$(nproc)" --target unit_tests
+cmake --build --preset asan -j "$(nproc)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/asan/unit_tests
 
 if [ -d tests/fuzz ] && ls tests/fuzz/fuzz_*.cpp >/dev/null 2>&1; then
@@ -35,5 +35,7 @@ python3 tests/deploy/check.py build/release
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end (network namespaces + TPROXY)"
   tests/e2e/run.sh build/release
+  step "end-to-end again with the ASan+UBSan build of egressd"
+  ASAN_OPTIONS=detect_leaks=0 tests/e2e/run.sh build/asan
 fi
 step "all tests passed"

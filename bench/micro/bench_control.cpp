@@ -20,11 +20,12 @@ double percentile(std::vector<double> values, double p) {
 std::string body(int index, int variant) {
   std::string allow;
   for (int r = 0; r < 100; ++r) {
-    allow += (r ? "," : "") + std::string("\"") + (r % 3 == 0 ? "*." : "") + "svc" + std::to_string(r + variant) +
-             ".team" + std::to_string(index % 97) + ".example.com\"";
+    allow += (r ? "," : "") + std::string("\"") + (r % 3 == 0 ? "*." : "") + "svc" +
+             std::to_string(r + variant) + ".team" + std::to_string(index % 97) + ".example.com\"";
   }
-  return R"({"sources":["10.)" + std::to_string(200 + index / 65536) + "." + std::to_string((index / 256) % 256) + "." +
-         std::to_string(index % 256) + R"("],"egress":{"default":"deny","allow":[)" + allow + "]}}";
+  return R"({"sources":["10.)" + std::to_string(200 + index / 65536) + "." +
+         std::to_string((index / 256) % 256) + "." + std::to_string(index % 256) +
+         R"("],"egress":{"default":"deny","allow":[)" + allow + "]}}";
 }
 
 }  // namespace
@@ -41,12 +42,13 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 10000; ++i) {
     SandboxSpec spec;
     spec.id = "sbx-" + std::to_string(i);
-    spec.sources = {"10." + std::to_string(200 + i / 65536) + "." + std::to_string((i / 256) % 256) + "." +
-                    std::to_string(i % 256)};
+    spec.sources = {"10." + std::to_string(200 + i / 65536) + "." +
+                    std::to_string((i / 256) % 256) + "." + std::to_string(i % 256)};
     spec.allow = {"*.example.com", "pypi.org"};
     shared.store.put(spec);
   }
-  std::printf("loaded 10,000 sandboxes in %.2f s\n", std::chrono::duration<double>(Clock::now() - loading).count());
+  std::printf("loaded 10,000 sandboxes in %.2f s\n",
+              std::chrono::duration<double>(Clock::now() - loading).count());
   std::vector<double> round_trips, fsyncs;
   auto started = Clock::now();
   for (int i = 0; i < 500; ++i) {
@@ -67,10 +69,14 @@ int main(int argc, char** argv) {
     state.save(spec, 1);
     fsyncs.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
   }
-  std::printf("PUT round trip (100 rules, validate + fsync + publish), 10,000 loaded: p50 %.0f us, p99 %.0f us\n",
-              percentile(round_trips, 0.5), percentile(round_trips, 0.99));
-  std::printf("of which the durable write alone (temp file, fsync, rename, fsync dir): p50 %.0f us, p99 %.0f us\n",
-              percentile(fsyncs, 0.5), percentile(fsyncs, 0.99));
+  std::printf(
+      "PUT round trip (100 rules, validate + fsync + publish), 10,000 loaded: p50 %.0f us, p99 "
+      "%.0f us\n",
+      percentile(round_trips, 0.5), percentile(round_trips, 0.99));
+  std::printf(
+      "of which the durable write alone (temp file, fsync, rename, fsync dir): p50 %.0f us, p99 "
+      "%.0f us\n",
+      percentile(fsyncs, 0.5), percentile(fsyncs, 0.99));
   std::printf("sustained: %.0f replacements/s (one writer, no traffic)\n", 500 / elapsed);
   std::filesystem::remove_all(dir);
   return 0;

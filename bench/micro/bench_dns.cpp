@@ -17,7 +17,9 @@ namespace {
 
 double percentile(std::vector<double>& values, double p) {
   std::sort(values.begin(), values.end());
-  return values.empty() ? 0 : values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+  return values.empty()
+             ? 0
+             : values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
 }
 
 }  // namespace
@@ -81,7 +83,7 @@ int main() {
               percentile(warm, 0.5), percentile(warm, 0.99), warm.size());
   std::printf("cold cache, local DNS server: p50 %.1f us, p99 %.1f us (%zu names, A+AAAA each)\n",
               percentile(cold, 0.5), percentile(cold, 0.99), cold.size());
-  std::printf("distinct names: %d resolved at %.0f names/s (256 in flight; %d DNS queries)\n", done, qps,
-              server.queries());
+  std::printf("distinct names: %d resolved at %.0f names/s (256 in flight; %d DNS queries)\n", done,
+              qps, server.queries());
   return 0;
 }

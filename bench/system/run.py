@@ -120,6 +120,37 @@ backend original
 """
 
 
+def scale_config(sandboxes):
+    """egressd config with `sandboxes` sandboxes of 100 rules each; the first is the bench one."""
+    lines = [EGRESSD_CONFIG.split("sandboxes:")[0] + "sandboxes:"]
+    for i in range(sandboxes):
+        source = "10.200.1.2" if i == 0 else f"10.{201 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+        rules = [f'"svc{r}.team{i % 97}.corp.test"' if r % 3 else f'"*.svc{r}.team{i % 97}.corp.test"' for r in range(96)]
+        rules += ['"*.example"', '"198.18.0.10:9000-9002"', f'"198.19.{i % 256}.0/24"', '"10.0.0.7:5432"']
+        lines.append(f'  - {{ id: s{i}, sources: ["{source}"], egress: {{ default: deny, allow: [{", ".join(rules)}], deny: ["denied.example"] }} }}')
+    return "\n".join(lines) + "\n"
+
+
+def scale(sandboxes):
+    firewall(True)
+    open(f"{WORK}/scale.yaml", "w").write(scale_config(sandboxes))
+    started = time.time()
+    p = start(f"exec ip netns exec {P}host {BUILD}/egressd --config {WORK}/scale.yaml")
+    while True:
+        try:
+            client("rate", ORIGIN, 9001, "bench.example", 1, 0.05)
+            break
+        except Exception:
+            if time.time() - started > 300:
+                raise
+            time.sleep(0.05)
+    startup = time.time() - started
+    rss = proc_stat(p.pid)[0]
+    rates = [client("rate", ORIGIN, 4443, "short.example", 1, args.seconds)["per_second"] for _ in range(args.runs)]
+    stop(p)
+    return {"startup_s": startup, "rss_mib": rss / 1024, "rate_c1": median(rates)}
+
+
 def run_proxy(name):
     if name == "direct":
         firewall(False)
@@ -217,6 +248,12 @@ def main():
         lines.append(f"| {title} | {fmt(dv)} | {fmt(ev)} | {fmt(hv)} | {ratio_d} | {ratio_h} |")
     extra = [f"| added p50 per connection (us) | | {fmt(e['p50_us'] - d['p50_us'])} | {fmt(h['p50_us'] - d['p50_us'])} | | |",
              f"| idle connections held | | {e['idle_open']} | {h['idle_open']} | | |"]
+    print("measuring the store at scale ...", file=sys.stderr, flush=True)
+    small, large = scale(10), scale(10000)
+    extra += ["", "| 100 rules per sandbox | 10 sandboxes | 10,000 sandboxes | ratio |", "|---|---|---|---|",
+              f"| startup until the first relayed connection (s) | {small['startup_s']:.2f} | {large['startup_s']:.2f} | |",
+              f"| egressd RSS after start (MiB) | {small['rss_mib']:.1f} | {large['rss_mib']:.1f} | |",
+              f"| new TLS connections/s, c=1 | {small['rate_c1']:.0f} | {large['rate_c1']:.0f} | {large['rate_c1'] / small['rate_c1']:.2f}x |"]
     table = "\n".join(lines + extra)
     print(table)
     if args.out:

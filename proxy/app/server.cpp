@@ -1,5 +1,6 @@
 #include "app/server.hpp"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -121,6 +122,11 @@ int run_server(Config config) {
   }
   for (const auto& problem : problems) log_line("state_dir: " + problem);
   shared.metrics.sandboxes(shared.store.snapshot()->size());
+  // The parsed file's copies of every rule are not needed once compiled (a reload re-reads
+  // the file); give the parser's and the validation pass's memory back to the system.
+  config.sandboxes.clear();
+  config.sandboxes.shrink_to_fit();
+  malloc_trim(0);
   ControlApi api(shared, state);
   ControlServer control(api, config.listen.control);
   if (std::string problem = control.start(); !problem.empty()) {
@@ -228,6 +234,7 @@ int run_server(Config config) {
               });
             }
             shared.metrics.sandboxes(shared.store.snapshot()->size());
+            malloc_trim(0);
             if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
                 fresh.listen.metrics != config.listen.metrics ||
                 fresh.access_log != config.access_log) {

@@ -70,18 +70,20 @@ void SpliceDirection::end(DirectionEnd how) {
 
 void SpliceDirection::wait(bool for_write) {
   auto& socket = for_write ? to_ : from_;
-  socket.async_wait(for_write ? asio::ip::tcp::socket::wait_write : asio::ip::tcp::socket::wait_read,
-                    [this, keep = keep_alive_](const asio::error_code& error) {
-                      if (error) return end(DirectionEnd::aborted);
-                      pump();
-                    });
+  socket.async_wait(
+      for_write ? asio::ip::tcp::socket::wait_write : asio::ip::tcp::socket::wait_read,
+      [this, keep = keep_alive_](const asio::error_code& error) {
+        if (error) return end(DirectionEnd::aborted);
+        pump();
+      });
 }
 
 void SpliceDirection::pump() {
   for (;;) {
     if (!from_.is_open() || !to_.is_open()) return end(DirectionEnd::aborted);
     while (pending_ > 0) {
-      ssize_t out = ::splice(pipe_.read_fd, nullptr, to_.native_handle(), nullptr, pending_, kSpliceFlags);
+      ssize_t out =
+          ::splice(pipe_.read_fd, nullptr, to_.native_handle(), nullptr, pending_, kSpliceFlags);
       if (out > 0) {
         pending_ -= static_cast<size_t>(out);
         on_bytes_(static_cast<size_t>(out));
@@ -95,14 +97,16 @@ void SpliceDirection::pump() {
       reset_both(from_, to_);  // out of descriptors: fail this connection, not the process
       return end(DirectionEnd::aborted);
     }
-    ssize_t in = ::splice(from_.native_handle(), nullptr, pipe_.write_fd, nullptr, kPipeBytes, kSpliceFlags);
+    ssize_t in =
+        ::splice(from_.native_handle(), nullptr, pipe_.write_fd, nullptr, kPipeBytes, kSpliceFlags);
     if (in > 0) {
       pending_ = static_cast<size_t>(in);
       continue;
     }
     if (in == 0) {
       asio::error_code ignored;
-      if (!keep_open_on_eof_ || !*keep_open_on_eof_) to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      if (!keep_open_on_eof_ || !*keep_open_on_eof_)
+        to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
       return end(DirectionEnd::eof);
     }
     if (errno == EAGAIN) {
@@ -127,7 +131,8 @@ asio::awaitable<DirectionEnd> splice_one_way(asio::ip::tcp::socket& from, asio::
     });
   };
   DirectionEnd how =
-      co_await asio::async_initiate<const asio::use_awaitable_t<>, void(DirectionEnd)>(initiation, asio::use_awaitable);
+      co_await asio::async_initiate<const asio::use_awaitable_t<>, void(DirectionEnd)>(
+          initiation, asio::use_awaitable);
   co_return how;
 }
 

@@ -46,7 +46,11 @@ class SpliceDirection {
   using Done = std::function<void(DirectionEnd)>;
   SpliceDirection(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, PipePool& pool,
                   std::function<void(size_t)> on_bytes, const bool* keep_open_on_eof = nullptr)
-      : from_(from), to_(to), pool_(pool), on_bytes_(std::move(on_bytes)), keep_open_on_eof_(keep_open_on_eof) {}
+      : from_(from),
+        to_(to),
+        pool_(pool),
+        on_bytes_(std::move(on_bytes)),
+        keep_open_on_eof_(keep_open_on_eof) {}
   SpliceDirection(const SpliceDirection&) = delete;
   SpliceDirection& operator=(const SpliceDirection&) = delete;
   ~SpliceDirection() { pool_.release(pipe_, pending_ == 0); }
