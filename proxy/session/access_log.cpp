@@ -1,7 +1,5 @@
 #include "session/access_log.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <ctime>
 
@@ -24,26 +22,70 @@ std::string utc_now() {
 
 }  // namespace
 
+namespace {
+
+// JSON string literal; every field is ASCII by construction, but control bytes and quotes are
+// escaped anyway so a line can never be broken.
+void append_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_field(std::string& out, const char* key, std::string_view value,
+                  bool null_when_empty = false) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  if (null_when_empty && value.empty()) {
+    out += "null";
+  } else {
+    append_string(out, value);
+  }
+}
+
+void append_number(std::string& out, const char* key, uint64_t value) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  out += std::to_string(value);
+}
+
+}  // namespace
+
+// Built by hand: this runs once per connection on the data path.
 std::string access_log_line(const AccessRecord& r) {
-  nlohmann::ordered_json line = {
-      {"ts", utc_now()},
-      {"sandbox",
-       r.sandbox.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.sandbox)},
-      {"src", r.src},
-      {"dst", r.dst},
-      {"port", r.port},
-      {"proto", r.proto},
-      {"name", r.name.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.name)},
-      {"verdict", to_string(r.verdict)},
-      {"reason", to_string(r.reason)},
-      {"rule", r.rule.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.rule)},
-      {"bytes_up", r.bytes_up},
-      {"bytes_down", r.bytes_down},
-      {"duration_ms", static_cast<int64_t>(r.duration_ms)},
-  };
-  if (r.ech) line["ech"] = true;
-  if (!r.dialed.empty()) line["dialed"] = r.dialed;
-  return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string out;
+  out.reserve(320);
+  out += "{\"ts\":";
+  append_string(out, utc_now());
+  append_field(out, "sandbox", r.sandbox, true);
+  append_field(out, "src", r.src);
+  append_field(out, "dst", r.dst);
+  append_number(out, "port", r.port);
+  append_field(out, "proto", r.proto);
+  append_field(out, "name", r.name, true);
+  append_field(out, "verdict", to_string(r.verdict));
+  append_field(out, "reason", to_string(r.reason));
+  append_field(out, "rule", r.rule, true);
+  append_number(out, "bytes_up", r.bytes_up);
+  append_number(out, "bytes_down", r.bytes_down);
+  append_number(out, "duration_ms", static_cast<uint64_t>(r.duration_ms));
+  if (r.ech) out += ",\"ech\":true";
+  if (!r.dialed.empty()) append_field(out, "dialed", r.dialed);
+  out += '}';
+  return out;
 }
 
 bool AccessLog::open(const std::string& target) {

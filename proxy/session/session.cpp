@@ -228,7 +228,7 @@ asio::awaitable<void> Session::run() {
     co_await deny(Reason::connection_limit);
     co_return;
   }
-  client_.native_non_blocking(true, error);
+  client_.non_blocking(true, error);  // O_NONBLOCK for splice, would_block for reads
   set_nodelay(client_);
   if (proto_ == Proto::tcp) {
     co_await run_fast_path();
@@ -286,8 +286,7 @@ asio::awaitable<bool> Session::connect_upstream() {
     finish(aborted_.value_or(Reason::connect_failed));
     co_return false;
   }
-  upstream_.native_non_blocking(true, error);
-  set_nodelay(upstream_);
+  set_nodelay(upstream_);  // async_connect already made the descriptor non-blocking
   co_return true;
 }
 
@@ -321,19 +320,25 @@ void Session::direction_done() {
 
 asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
   phase_.enter(Phase::peek);
-  std::vector<uint8_t> buffer(settings_->max_peek_bytes);
-  size_t length = 0;
-  {
+  const size_t capacity = settings_->max_peek_bytes;
+  auto buffer = std::make_unique_for_overwrite<uint8_t[]>(capacity);  // no zero-filling
+  // Usually the whole hello arrived before the accept completed: read it without a timer.
+  asio::error_code first_error;
+  size_t length = client_.read_some(asio::buffer(buffer.get(), capacity), first_error);
+  if (first_error && first_error != asio::error::would_block)
+    co_return co_await deny(Reason::not_tls), false;
+  if (length > 0) parser.feed(std::span(buffer.get(), length));
+  if (parser.status() == ParseStatus::need_more) {
     Deadline deadline(client_, settings_->peek_ms);
-    while (parser.status() == ParseStatus::need_more && length < buffer.size()) {
+    while (parser.status() == ParseStatus::need_more && length < capacity) {
       auto [error, n] = co_await client_.async_read_some(
-          asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
+          asio::buffer(buffer.get() + length, capacity - length), use_nothrow);
       if (error) {
         if (deadline.fired()) co_return co_await deny(Reason::peek_timeout), false;
         if (aborted_) co_return false;
         co_return co_await deny(length == 0 ? Reason::not_tls : Reason::malformed_tls), false;
       }
-      parser.feed(std::span(buffer.data() + length, n));
+      parser.feed(std::span(buffer.get() + length, n));
       length += n;
     }
   }
@@ -346,7 +351,7 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
   if (auto refusal = co_await verify_destination(true)) co_return co_await deny(*refusal), false;
   if (!co_await connect_upstream()) co_return false;
   auto [error, written] =
-      co_await asio::async_write(upstream_, asio::buffer(buffer.data(), length), use_nothrow);
+      co_await asio::async_write(upstream_, asio::buffer(buffer.get(), length), use_nothrow);
   if (error) {
     reset_both(client_, upstream_);
     co_return false;
@@ -371,9 +376,30 @@ asio::awaitable<void> Session::run_http() {
   std::vector<uint8_t> buffer(settings_->max_peek_bytes);
   size_t length = 0, parsed = 0;
   bool have_head = false;
-  {
+  // Parses what the buffer holds; false (after refusing) when the client's bytes are refused.
+  auto parse_buffered = [&]() {
+    while (parsed < length) {
+      size_t used = 0;
+      auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
+      parsed += used;
+      if (event == HttpRequestParser::Event::refused) return false;
+      if (event == HttpRequestParser::Event::head_complete) {
+        have_head = true;
+        break;
+      }
+    }
+    return true;
+  };
+  // Usually the request head arrived before the accept completed: read it without a timer.
+  asio::error_code first_error;
+  length = client_.read_some(asio::buffer(buffer), first_error);
+  if (first_error && first_error != asio::error::would_block)
+    co_return co_await deny(Reason::not_http);
+  if (!parse_buffered()) co_return co_await deny(parser.refusal());
+  if (!have_head) {
     Deadline deadline(client_, settings_->peek_ms);
     while (!have_head) {
+      if (length == buffer.size()) co_return co_await deny(Reason::malformed_host);
       auto [error, n] = co_await client_.async_read_some(
           asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
       if (error) {
@@ -382,17 +408,7 @@ asio::awaitable<void> Session::run_http() {
         co_return co_await deny(Reason::not_http);
       }
       length += n;
-      while (parsed < length) {
-        size_t used = 0;
-        auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
-        parsed += used;
-        if (event == HttpRequestParser::Event::refused) co_return co_await deny(parser.refusal());
-        if (event == HttpRequestParser::Event::head_complete) {
-          have_head = true;
-          break;
-        }
-      }
-      if (!have_head && length == buffer.size()) co_return co_await deny(Reason::malformed_host);
+      if (!parse_buffered()) co_return co_await deny(parser.refusal());
     }
   }
   const RequestHead& head = parser.head();
