@@ -120,6 +120,19 @@ backend original
 """
 
 
+def wait_ready(seconds=10):
+    """Until one relayed short connection succeeds."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if client("rate", ORIGIN, 9001, "bench.example", 1, 0.05)["connections"] > 0:
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the proxy did not become ready")
+
+
 def scale_config(sandboxes):
     """egressd config with `sandboxes` sandboxes of 100 rules each; the first is the bench one."""
     lines = [EGRESSD_CONFIG.split("sandboxes:")[0] + "sandboxes:"]
@@ -136,14 +149,7 @@ def scale(sandboxes):
     open(f"{WORK}/scale.yaml", "w").write(scale_config(sandboxes))
     started = time.time()
     p = start(f"exec ip netns exec {P}host {BUILD}/egressd --config {WORK}/scale.yaml")
-    while True:
-        try:
-            client("rate", ORIGIN, 9001, "bench.example", 1, 0.05)
-            break
-        except Exception:
-            if time.time() - started > 300:
-                raise
-            time.sleep(0.05)
+    wait_ready(300)
     startup = time.time() - started
     rss = proc_stat(p.pid)[0]
     rates = [client("rate", ORIGIN, 4443, "short.example", 1, args.seconds)["per_second"] for _ in range(args.runs)]
@@ -162,12 +168,7 @@ def run_proxy(name):
     else:
         open(f"{WORK}/haproxy.cfg", "w").write(HAPROXY_CONFIG)
         p = start(f"exec ip netns exec {P}host haproxy -db -f {WORK}/haproxy.cfg")
-    for _ in range(100):
-        try:
-            client("rate", ORIGIN, 9001, "bench.example", 1, 0.05)
-            break
-        except Exception:
-            time.sleep(0.1)
+    wait_ready()
     return p
 
 
