@@ -66,11 +66,6 @@ std::string iso_time(std::chrono::system_clock::time_point time) {
   return buffer;
 }
 
-std::string endpoint(const IpAddress& address, uint16_t port) {
-  return address.family == Family::v6 ? "[" + address.to_string() + "]:" + std::to_string(port)
-                                      : address.to_string() + ":" + std::to_string(port);
-}
-
 bool is_address_rule(const std::string& text) {
   auto parsed = parse_rule(text);
   return std::holds_alternative<Rule>(parsed) && std::get<Rule>(parsed).kind == RuleKind::address;
@@ -247,7 +242,7 @@ ControlResponse ControlApi::native(const ControlRequest& request,
         auto [name, decided] = live->facts();
         list.push_back(
             {{"id", live->serial},
-             {"src", endpoint(live->source, live->source_port)},
+             {"src", endpoint_text(live->source, live->source_port)},
              {"dst", live->destination.to_string()},
              {"port", live->port},
              {"proto", live->proto},

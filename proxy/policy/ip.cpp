@@ -64,6 +64,11 @@ std::string IpAddress::to_string() const {
   return buffer;
 }
 
+std::string endpoint_text(const IpAddress& address, uint16_t port) {
+  return address.family == Family::v6 ? "[" + address.to_string() + "]:" + std::to_string(port)
+                                      : address.to_string() + ":" + std::to_string(port);
+}
+
 std::variant<IpPrefix, std::string> IpPrefix::parse(std::string_view text) {
   auto slash = text.find('/');
   auto address = IpAddress::parse(text.substr(0, slash));

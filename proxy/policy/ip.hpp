@@ -42,6 +42,9 @@ struct IpPrefix {
 
 uint128 prefix_mask(int width, int length);
 
+// "198.18.0.10:443" or "[fd00::1]:443".
+std::string endpoint_text(const IpAddress& address, uint16_t port);
+
 struct IpAddressHash {
   size_t operator()(const IpAddress& a) const {
     auto low = static_cast<uint64_t>(a.bits), high = static_cast<uint64_t>(a.bits >> 64);

@@ -22,11 +22,6 @@ using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
-std::string endpoint_text(const IpAddress& address, uint16_t port) {
-  return address.family == Family::v6 ? "[" + address.to_string() + "]:" + std::to_string(port)
-                                      : address.to_string() + ":" + std::to_string(port);
-}
-
 // Marks a connection's time in one phase on the active gauge.
 class PhaseGauge {
  public:
