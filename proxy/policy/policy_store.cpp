@@ -50,15 +50,17 @@ const Sandbox* StoreSnapshot::find_by_source(const IpAddress& source) const {
   return share_by_source(source).get();
 }
 
-PolicyStore::PolicyStore() {
+std::shared_ptr<StoreSnapshot> PolicyStore::empty_snapshot() {
   auto empty = std::make_shared<StoreSnapshot>();
   auto empty_ids = std::make_shared<const StoreSnapshot::IdShard>();
   auto empty_sources = std::make_shared<const StoreSnapshot::SourceShard>();
   empty->by_id_.fill(empty_ids);
   empty->by_source_.fill(empty_sources);
   empty->cidr_sources_ = std::make_shared<const StoreSnapshot::CidrSources>();
-  current_ = std::move(empty);
+  return empty;
 }
+
+PolicyStore::PolicyStore() : current_(empty_snapshot()) {}
 
 std::shared_ptr<const StoreSnapshot> PolicyStore::snapshot() const {
   std::lock_guard lock(mutex_);
@@ -252,8 +254,7 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
   std::lock_guard lock(mutex_);
   auto saved_owners = owners_;
   owners_.clear();
-  PolicyStore fresh;
-  auto next = std::make_shared<StoreSnapshot>(*fresh.current_);
+  auto next = empty_snapshot();
   for (size_t i = 0; i < built.size(); ++i) {
     if (next->share_by_id(built[i]->id)) {
       owners_ = std::move(saved_owners);

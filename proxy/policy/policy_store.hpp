@@ -93,6 +93,7 @@ class PolicyStore {
   using SourceKey = std::pair<uint8_t, uint128>;  // (family, first address)
 
   static std::variant<std::shared_ptr<Sandbox>, PutError> build(const SandboxSpec& spec);
+  static std::shared_ptr<StoreSnapshot> empty_snapshot();
   std::optional<PutError> check_sources(const Sandbox& sandbox) const;
   void unindex(StoreSnapshot& next, const Sandbox& old);
   void index(StoreSnapshot& next, const std::shared_ptr<const Sandbox>& sandbox);
