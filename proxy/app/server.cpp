@@ -38,13 +38,12 @@ void log_line(const std::string& message) {
 asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
   auto backoff = std::chrono::milliseconds(10);
   for (;;) {
-    auto [error, socket] = co_await acceptor.async_accept(use_nothrow);
+    tcp::socket socket(worker.io);
+    tcp::endpoint peer;  // from accept itself: no getpeername per connection
+    auto [error] = co_await acceptor.async_accept(socket, peer, use_nothrow);
     if (!error) {
       backoff = std::chrono::milliseconds(10);
-      worker.active.fetch_add(1, std::memory_order_relaxed);
-      asio::co_spawn(
-          worker.io, run_session(worker, std::move(socket)),
-          [&worker](std::exception_ptr) { worker.active.fetch_sub(1, std::memory_order_relaxed); });
+      asio::co_spawn(worker.io, run_session(worker, std::move(socket), peer), asio::detached);
       continue;
     }
     if (error == asio::error::operation_aborted || !acceptor.is_open()) co_return;

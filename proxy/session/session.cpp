@@ -72,7 +72,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   ~Session() { worker_.active.fetch_sub(1, std::memory_order_relaxed); }
 
-  asio::awaitable<void> run();
+  asio::awaitable<void> run(const tcp::endpoint& peer);
 
  private:
   asio::awaitable<void> run_inspected();
@@ -202,10 +202,9 @@ bool Session::admit() {
   return false;
 }
 
-asio::awaitable<void> Session::run() {
+asio::awaitable<void> Session::run(const tcp::endpoint& remote) {
   asio::error_code error;
-  auto local = client_.local_endpoint(error);
-  auto remote = error ? tcp::endpoint() : client_.remote_endpoint(error);
+  auto local = client_.local_endpoint(error);  // the original destination (TPROXY)
   if (error) co_return;  // reset before we looked: nothing to decide, nothing to count
   destination_ = to_ip(local.address());
   port_ = local.port();
@@ -515,9 +514,9 @@ asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
 
 }  // namespace
 
-asio::awaitable<void> run_session(Worker& worker, tcp::socket client) {
+asio::awaitable<void> run_session(Worker& worker, tcp::socket client, tcp::endpoint peer) {
   auto session = std::make_shared<Session>(worker, std::move(client));
-  co_await session->run();
+  co_await session->run(peer);
 }
 
 }  // namespace egressd

@@ -8,6 +8,8 @@
 
 namespace egressd {
 
-asio::awaitable<void> run_session(Worker& worker, asio::ip::tcp::socket client);
+// `peer` is the client's address as accept() returned it.
+asio::awaitable<void> run_session(Worker& worker, asio::ip::tcp::socket client,
+                                  asio::ip::tcp::endpoint peer);
 
 }  // namespace egressd
