@@ -22,12 +22,12 @@
 #include "control/state_dir.hpp"
 #include "net/listener.hpp"
 #include "session/session.hpp"
+#include "util/asio_tokens.hpp"
 
 namespace egressd {
 namespace {
 
 using asio::ip::tcp;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr auto kDrainTime = std::chrono::seconds(10);
 
 void log_line(const std::string& message) {

@@ -1,4 +1,5 @@
 #include "control/control_server.hpp"
+#include "util/asio_tokens.hpp"
 
 #include <llhttp.h>
 #include <sys/stat.h>
@@ -16,7 +17,6 @@ namespace egressd {
 namespace {
 
 using asio::local::stream_protocol;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 const char* status_text(int status) {
   switch (status) {

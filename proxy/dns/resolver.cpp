@@ -83,29 +83,21 @@ void AresChannel::on_socket_state(void* data, ares_socket_t fd, int readable, in
 }
 
 void AresChannel::arm(const std::shared_ptr<Watcher>& watcher) {
-  std::weak_ptr<Watcher> weak = watcher;
-  if (watcher->want_read && !watcher->reading) {
-    watcher->reading = true;
-    watcher->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
-                                   [this, weak](const asio::error_code& e) {
+  for (bool write : {false, true}) {
+    bool wanted = write ? watcher->want_write : watcher->want_read;
+    bool& waiting = write ? watcher->writing : watcher->reading;
+    if (!wanted || waiting) continue;
+    waiting = true;
+    std::weak_ptr<Watcher> weak = watcher;
+    watcher->descriptor.async_wait(write ? asio::posix::stream_descriptor::wait_write
+                                         : asio::posix::stream_descriptor::wait_read,
+                                   [this, weak, write](const asio::error_code& e) {
                                      auto w = weak.lock();
                                      if (!w) return;
-                                     w->reading = false;
+                                     (write ? w->writing : w->reading) = false;
                                      if (e) return;
-                                     ares_process_fd(channel_, w->fd, ARES_SOCKET_BAD);
-                                     if (auto again = weak.lock()) arm(again);
-                                     reset_timer();
-                                   });
-  }
-  if (watcher->want_write && !watcher->writing) {
-    watcher->writing = true;
-    watcher->descriptor.async_wait(asio::posix::stream_descriptor::wait_write,
-                                   [this, weak](const asio::error_code& e) {
-                                     auto w = weak.lock();
-                                     if (!w) return;
-                                     w->writing = false;
-                                     if (e) return;
-                                     ares_process_fd(channel_, ARES_SOCKET_BAD, w->fd);
+                                     ares_process_fd(channel_, write ? ARES_SOCKET_BAD : w->fd,
+                                                     write ? w->fd : ARES_SOCKET_BAD);
                                      if (auto again = weak.lock()) arm(again);
                                      reset_timer();
                                    });

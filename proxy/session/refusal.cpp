@@ -8,11 +8,10 @@
 
 #include "inspect/client_hello.hpp"
 #include "net/socket_options.hpp"
+#include "util/asio_tokens.hpp"
 
 namespace egressd {
-namespace {
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
-}
+namespace {}
 
 const char* to_string(Proto proto) {
   switch (proto) {

@@ -14,13 +14,13 @@
 #include "inspect/http_request.hpp"
 #include "net/socket_options.hpp"
 #include "session/refusal.hpp"
+#include "util/asio_tokens.hpp"
 
 namespace egressd {
 namespace {
 
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // Marks a connection's time in one phase on the active gauge.
 class PhaseGauge {
