@@ -24,7 +24,6 @@ class PipePool {
 
   bool acquire(Pipe& pipe);              // false when the kernel refuses a new pipe (EMFILE)
   void release(Pipe& pipe, bool empty);  // a pipe still holding bytes is closed, not pooled
-  size_t idle() const { return idle_.size(); }
 
  private:
   std::vector<Pipe> idle_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "policy/ip.hpp"
+#include "policy/level_pick.hpp"
 
 namespace egressd {
 
@@ -53,13 +54,11 @@ uint32_t CidrIndex::lookup(uint128 address, PortFilter&& port_matches, IsAllow&&
         last = middle;
       }
     }
-    uint32_t first_deny = kNoRule;
+    LevelPick pick;
     for (const Entry* e = first; e < entries_.data() + group.end && e->bits == masked; ++e) {
-      if (!port_matches(e->rule_id)) continue;
-      if (is_allow(e->rule_id)) return e->rule_id;
-      if (first_deny == kNoRule) first_deny = e->rule_id;
+      if (port_matches(e->rule_id) && pick.offer(e->rule_id, is_allow(e->rule_id))) break;
     }
-    if (first_deny != kNoRule) return first_deny;
+    if (pick.decided() != kNoRule) return pick.decided();
   }
   return kNoRule;
 }

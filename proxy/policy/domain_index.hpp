@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/level_pick.hpp"
 #include "policy/rule.hpp"
 
 namespace egressd {
@@ -64,17 +65,17 @@ uint32_t DomainIndex::lookup(std::string_view name, PortFilter&& port_matches,
   // Level by level: exact, then .name itself, then each shorter suffix. At each level the
   // first allowing rule wins the tie, else the first denying one.
   auto decide_level = [&](const Group* group, bool at_full_name, bool exact_level) -> uint32_t {
-    uint32_t first_deny = kNoRule;
+    LevelPick pick;
     for (uint32_t i = 0; i < group->member_count; ++i) {
       const Member& member = members_[group->member_begin + i];
       bool kind_applies = exact_level ? member.kind == RuleKind::exact_name
                                       : (member.kind == RuleKind::suffix_name ||
                                          (member.kind == RuleKind::below_name && !at_full_name));
-      if (!kind_applies || !port_matches(member.rule_id)) continue;
-      if (is_allow(member.rule_id)) return member.rule_id;
-      if (first_deny == kNoRule) first_deny = member.rule_id;
+      if (kind_applies && port_matches(member.rule_id) &&
+          pick.offer(member.rule_id, is_allow(member.rule_id)))
+        break;
     }
-    return first_deny;
+    return pick.decided();
   };
   if (const Group* group = find(name)) {
     if (uint32_t rule = decide_level(group, true, true); rule != kNoRule) return rule;

@@ -72,16 +72,11 @@ Decision CompiledPolicy::decide(const std::string* name,
   if (name != nullptr) {
     uint32_t rule = names_.lookup(*name, port_matches, is_allow);
     if (rule == DomainIndex::kNoRule) {
-      uint32_t first_deny = DomainIndex::kNoRule;
+      LevelPick pick;  // the least specific level: "*" rules
       for (uint32_t id : any_name_rules_) {
-        if (!port_matches(id)) continue;
-        if (is_allow(id)) {
-          rule = id;
-          break;
-        }
-        if (first_deny == DomainIndex::kNoRule) first_deny = id;
+        if (port_matches(id) && pick.offer(id, is_allow(id))) break;
       }
-      if (rule == DomainIndex::kNoRule) rule = first_deny;
+      rule = pick.decided();
     }
     if (rule != DomainIndex::kNoRule)
       return decided(rule, Reason::allowed_domain, Reason::denied_domain);

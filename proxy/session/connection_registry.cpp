@@ -37,11 +37,4 @@ std::vector<std::shared_ptr<LiveConnection>> ConnectionRegistry::of_sandbox(
   return out;
 }
 
-size_t ConnectionRegistry::count(const std::string& sandbox) const {
-  Shard& s = shard(sandbox);
-  std::lock_guard lock(s.mutex);
-  auto found = s.by_sandbox.find(sandbox);
-  return found == s.by_sandbox.end() ? 0 : found->second.size();
-}
-
 }  // namespace egressd

@@ -66,7 +66,6 @@ class ConnectionRegistry {
   bool admit(const std::shared_ptr<LiveConnection>& connection, unsigned limit);
   void remove(const LiveConnection& connection);
   std::vector<std::shared_ptr<LiveConnection>> of_sandbox(const std::string& sandbox) const;
-  size_t count(const std::string& sandbox) const;
 
  private:
   struct Shard {
