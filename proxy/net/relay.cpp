@@ -1,6 +1,7 @@
 #include "net/relay.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <asio/post.hpp>
@@ -53,13 +54,15 @@ void reset_both(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b) {
   reset_and_close(b);
 }
 
-void SpliceDirection::start(std::shared_ptr<void> keep_alive, Done done) {
+void SpliceDirection::start(std::shared_ptr<void> keep_alive, Done done, bool wait_first) {
   keep_alive_ = std::move(keep_alive);
   done_ = std::move(done);
+  if (wait_first) return wait(false);
   pump();
 }
 
 void SpliceDirection::end(DirectionEnd how) {
+  ended_ = true;
   pool_.release(pipe_, pending_ == 0);
   pending_ = 0;
   // Nothing of `this` is touched after `done` runs: it may release the owner.
@@ -78,9 +81,99 @@ void SpliceDirection::wait(bool for_write) {
       });
 }
 
+void SpliceDirection::eof() {
+  asio::error_code ignored;
+  bool close_follows = peer_ && peer_->ended_;
+  if (!close_follows && (!keep_open_on_eof_ || !*keep_open_on_eof_))
+    to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  end(DirectionEnd::eof);
+}
+
+// Copies what the source has to the destination, reading one chunk ahead before each send:
+// when the source has closed as well (a response followed by FIN, the common end of a short
+// connection), the last chunk is sent with MSG_MORE and leaves in one segment with the FIN.
+// Returns true to go on in splice mode (a full read means bulk; a destination that cannot take
+// a whole chunk leaves the rest parked in a pipe); false when the direction ended or waits.
+bool SpliceDirection::copy_once() {
+  constexpr size_t kChunk = PipePool::kScratchBytes / 2;
+  char* chunk = pool_.scratch();
+  char* ahead = chunk + kChunk;
+  int source = from_.native_handle();
+  ssize_t in = ::recv(source, chunk, kChunk, MSG_DONTWAIT);
+  if (in == 0) {
+    eof();
+    return false;
+  }
+  if (in < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait(false);
+    } else {
+      reset_both(from_, to_);  // ECONNRESET and friends: the source reset
+      end(DirectionEnd::source_reset);
+    }
+    return false;
+  }
+  size_t got = static_cast<size_t>(in);
+  for (;;) {
+    bool full = got == kChunk;
+    ssize_t next = full ? -1 : ::recv(source, ahead, kChunk, MSG_DONTWAIT);
+    if (!full && next < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      reset_both(from_, to_);
+      end(DirectionEnd::source_reset);
+      return false;
+    }
+    bool source_eof = next == 0;
+    bool fin_follows = source_eof && (!keep_open_on_eof_ || !*keep_open_on_eof_);
+    int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (fin_follows ? MSG_MORE : 0);
+    ssize_t out = ::send(to_.native_handle(), chunk, got, flags);
+    if (out < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      reset_both(from_, to_);  // the destination reset: pass it on to the source
+      end(DirectionEnd::sink_failed);
+      return false;
+    }
+    size_t sent = out > 0 ? static_cast<size_t>(out) : 0;
+    if (sent > 0) on_bytes_(sent);
+    size_t later = next > 0 ? static_cast<size_t>(next) : 0;
+    if (sent < got) return park(chunk + sent, got - sent, ahead, later);
+    if (source_eof) {
+      eof();
+      return false;
+    }
+    if (full) {
+      splicing_ = true;  // bulk from here on
+      return true;
+    }
+    if (later == 0) {
+      wait(false);  // the read ahead found nothing yet
+      return false;
+    }
+    std::swap(chunk, ahead);
+    got = later;
+  }
+}
+
+// The destination is full: the unsent bytes go to a pipe (a fresh pipe holds at least 64 KiB,
+// more than both halves of the scratch buffer) and the direction splices from here on. A source
+// EOF already read is read again by the next splice.
+bool SpliceDirection::park(const char* rest, size_t rest_size, const char* more, size_t more_size) {
+  if (!pool_.acquire(pipe_) || ::write(pipe_.write_fd, rest, rest_size) != ssize_t(rest_size) ||
+      (more_size > 0 && ::write(pipe_.write_fd, more, more_size) != ssize_t(more_size))) {
+    reset_both(from_, to_);
+    end(DirectionEnd::aborted);
+    return false;
+  }
+  pending_ = rest_size + more_size;
+  splicing_ = true;
+  return true;
+}
+
 void SpliceDirection::pump() {
   for (;;) {
     if (!from_.is_open() || !to_.is_open()) return end(DirectionEnd::aborted);
+    if (!splicing_) {
+      if (!copy_once()) return;
+      continue;
+    }
     while (pending_ > 0) {
       ssize_t out =
           ::splice(pipe_.read_fd, nullptr, to_.native_handle(), nullptr, pending_, kSpliceFlags);
@@ -103,12 +196,7 @@ void SpliceDirection::pump() {
       pending_ = static_cast<size_t>(in);
       continue;
     }
-    if (in == 0) {
-      asio::error_code ignored;
-      if (!keep_open_on_eof_ || !*keep_open_on_eof_)
-        to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-      return end(DirectionEnd::eof);
-    }
+    if (in == 0) return eof();
     if (errno == EAGAIN) {
       pool_.release(pipe_, true);  // idle: give the pipe back while waiting
       return wait(false);

@@ -1,0 +1,152 @@
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "net/relay.hpp"
+
+using namespace egressd;
+using asio::ip::tcp;
+
+namespace {
+
+// Two connected TCP pairs on loopback: peer_in -> relay_in ... relay_out -> peer_out. The relay
+// moves relay_in to relay_out; the test writes to peer_in and reads peer_out with blocking calls.
+struct Pairs {
+  asio::io_context io;
+  tcp::socket relay_in{io}, relay_out{io};
+  int peer_in = -1, peer_out = -1;
+
+  Pairs() {
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    peer_in = connect_to(acceptor.local_endpoint());
+    relay_in = acceptor.accept();
+    peer_out = connect_to(acceptor.local_endpoint());
+    relay_out = acceptor.accept();
+  }
+  ~Pairs() {
+    ::close(peer_in);
+    ::close(peer_out);
+  }
+  static int connect_to(const tcp::endpoint& endpoint) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0);
+    return fd;
+  }
+};
+
+void set_buffer(int fd, int option, int bytes) {
+  ::setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof(bytes));
+}
+
+uint8_t pattern(size_t i) {
+  return static_cast<uint8_t>((i * 7) % 251);
+}
+
+// Reads peer_out to EOF; returns the byte count, or SIZE_MAX at the first wrong byte.
+size_t read_checked(int fd) {
+  std::vector<uint8_t> buffer(65536);
+  size_t total = 0;
+  for (ssize_t n; (n = ::read(fd, buffer.data(), buffer.size())) > 0; total += size_t(n)) {
+    for (ssize_t i = 0; i < n; ++i)
+      if (buffer[size_t(i)] != pattern(total + size_t(i))) return SIZE_MAX;
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("relay: small reads into a full destination are parked in a pipe and arrive in order") {
+  Pairs p;
+  PipePool pool;
+  // A small receive buffer keeps every read under the copy chunk (copy mode); a small send
+  // buffer and a reader that starts late make the destination refuse whole chunks (parking).
+  set_buffer(p.relay_in.native_handle(), SO_RCVBUF, 2048);
+  set_buffer(p.relay_out.native_handle(), SO_SNDBUF, 4096);
+  set_buffer(p.peer_out, SO_RCVBUF, 4096);
+  p.relay_in.non_blocking(true);
+  p.relay_out.non_blocking(true);
+  constexpr size_t kTotal = 2 << 20;
+  std::atomic<size_t> counted{0};
+  std::promise<DirectionEnd> ended;
+  SpliceDirection direction(p.relay_in, p.relay_out, pool, [&](size_t n) { counted += n; });
+  direction.start(nullptr, [&](DirectionEnd how) { ended.set_value(how); });
+  std::thread loop([&] { p.io.run(); });
+  std::thread writer([&] {
+    std::vector<uint8_t> chunk(1000);
+    for (size_t sent = 0; sent < kTotal;) {
+      size_t n = std::min(chunk.size(), kTotal - sent);
+      for (size_t i = 0; i < n; ++i) chunk[i] = pattern(sent + i);
+      ssize_t w = ::write(p.peer_in, chunk.data(), n);
+      if (w <= 0) break;
+      sent += size_t(w);
+    }
+    ::shutdown(p.peer_in, SHUT_WR);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t received = read_checked(p.peer_out);
+  writer.join();
+  auto future = ended.get_future();
+  REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(future.get() == DirectionEnd::eof);
+  p.io.stop();
+  loop.join();
+  CHECK(received == kTotal);
+  CHECK(counted == kTotal);
+}
+
+TEST_CASE("relay: a short answer followed by FIN arrives whole, then EOF") {
+  Pairs p;
+  PipePool pool;
+  p.relay_in.non_blocking(true);
+  p.relay_out.non_blocking(true);
+  std::vector<uint8_t> answer(128);
+  for (size_t i = 0; i < answer.size(); ++i) answer[i] = pattern(i);
+  REQUIRE(::write(p.peer_in, answer.data(), answer.size()) == 128);
+  ::shutdown(p.peer_in, SHUT_WR);
+  DirectionEnd how = DirectionEnd::aborted;
+  size_t counted = 0;
+  SpliceDirection direction(p.relay_in, p.relay_out, pool, [&](size_t n) { counted += n; });
+  direction.start(nullptr, [&](DirectionEnd end) { how = end; });
+  p.io.run_for(std::chrono::seconds(5));
+  CHECK(how == DirectionEnd::eof);
+  CHECK(counted == 128);
+  CHECK(read_checked(p.peer_out) == 128);
+}
+
+TEST_CASE("relay: bulk turns to splicing and still arrives whole") {
+  Pairs p;
+  PipePool pool;
+  p.relay_in.non_blocking(true);
+  p.relay_out.non_blocking(true);
+  constexpr size_t kTotal = 32 << 20;
+  std::promise<DirectionEnd> ended;
+  SpliceDirection direction(p.relay_in, p.relay_out, pool, [](size_t) {});
+  direction.start(nullptr, [&](DirectionEnd how) { ended.set_value(how); });
+  std::thread loop([&] { p.io.run(); });
+  std::thread writer([&] {
+    std::vector<uint8_t> chunk(1 << 16);
+    for (size_t sent = 0; sent < kTotal;) {
+      for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = pattern(sent + i);
+      ssize_t w = ::write(p.peer_in, chunk.data(), chunk.size());
+      if (w <= 0) break;
+      sent += size_t(w);
+    }
+    ::shutdown(p.peer_in, SHUT_WR);
+  });
+  size_t received = read_checked(p.peer_out);
+  writer.join();
+  auto future = ended.get_future();
+  REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(future.get() == DirectionEnd::eof);
+  p.io.stop();
+  loop.join();
+  CHECK(received == kTotal);
+}
