@@ -58,8 +58,8 @@ asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
 }
 
 std::shared_ptr<Settings> build_settings(const Config& config) {
-  auto settings =
-      std::make_shared<Settings>(Settings{std::get<Guard>(Guard::compile(config.guard_deny))});
+  auto settings = std::make_shared<Settings>();
+  settings->guard = std::get<Guard>(Guard::compile(config.guard_deny));
   for (uint16_t port : config.inspect.tls) settings->tls_ports.set(port);
   for (uint16_t port : config.inspect.http) settings->http_ports.set(port);
   settings->peek_ms = config.timeouts.peek_ms;

@@ -66,11 +66,6 @@ std::string iso_time(std::chrono::system_clock::time_point time) {
   return buffer;
 }
 
-bool is_address_rule(const std::string& text) {
-  auto parsed = parse_rule(text);
-  return std::holds_alternative<Rule>(parsed) && std::get<Rule>(parsed).kind == RuleKind::address;
-}
-
 json parse_body(const ControlRequest& request, bool& ok) {
   auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
   ok = !body.is_discarded();

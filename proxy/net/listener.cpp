@@ -1,6 +1,7 @@
 #include "net/listener.hpp"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace egressd {
@@ -25,6 +26,9 @@ asio::ip::tcp::acceptor open_tproxy_listener(asio::io_context& io, const std::st
     return fail("SO_REUSEADDR");
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
     return fail("SO_REUSEPORT");
+  // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt less per connection.
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+    return fail("TCP_NODELAY");
   if (endpoint.address().is_v6()) {
     if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
       return fail("IPV6_V6ONLY");

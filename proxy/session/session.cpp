@@ -1,5 +1,9 @@
 #include "session/session.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -223,7 +227,7 @@ asio::awaitable<void> Session::run(const tcp::endpoint& remote) {
     co_return;
   }
   client_.non_blocking(true, error);  // O_NONBLOCK for splice, would_block for reads
-  set_nodelay(client_);
+  // TCP_NODELAY comes from the listener (accepted sockets inherit it).
   if (proto_ == Proto::tcp) {
     co_await run_fast_path();
   } else if (proto_ == Proto::tls) {
@@ -269,9 +273,25 @@ asio::awaitable<bool> Session::connect_upstream() {
   tcp::endpoint target(to_asio(dial_.value_or(destination_)), port_);
   asio::error_code error;
   upstream_.open(target.protocol(), error);
+  if (!error) upstream_.non_blocking(true, error);
   if (!error) {
+    // connect(2) by hand: Asio's async_connect polls the descriptor once more before reading
+    // SO_ERROR; here readiness for writing is enough.
+    set_nodelay(upstream_);
     Deadline deadline(upstream_, settings_->connect_ms);
-    std::tie(error) = co_await upstream_.async_connect(target, use_nothrow);
+    if (::connect(upstream_.native_handle(), target.data(), target.size()) != 0) {
+      if (errno != EINPROGRESS) {
+        error = asio::error_code(errno, asio::system_category());
+      } else {
+        std::tie(error) = co_await upstream_.async_wait(tcp::socket::wait_write, use_nothrow);
+        int failure = 0;
+        socklen_t size = sizeof(failure);
+        if (!error &&
+            ::getsockopt(upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &failure, &size) == 0 &&
+            failure != 0)
+          error = asio::error_code(failure, asio::system_category());
+      }
+    }
   }
   if (error) {
     reset_and_close(client_);
@@ -280,7 +300,6 @@ asio::awaitable<bool> Session::connect_upstream() {
     finish(aborted_.value_or(Reason::connect_failed));
     co_return false;
   }
-  set_nodelay(upstream_);  // async_connect already made the descriptor non-blocking
   co_return true;
 }
 
@@ -298,10 +317,15 @@ void Session::start_relay() {
     bytes_down_ += n;
     metrics.bytes_down(static_cast<double>(n));
   });
+  up_->pair_with(*down_);  // direction_done() closes both sockets once both have ended
   directions_open_ = 2;
   auto self = shared_from_this();
-  up_->start(self, [this](DirectionEnd) { direction_done(); });
-  down_->start(self, [this](DirectionEnd) { direction_done(); });
+  // Usually neither side has more yet (the client waits for the server's answer): wait before
+  // reading. Waiting re-arms the descriptor, so bytes already there are reported at once.
+  up_->start(
+      self, [this](DirectionEnd) { direction_done(); }, true);
+  down_->start(
+      self, [this](DirectionEnd) { direction_done(); }, true);
 }
 
 void Session::direction_done() {
