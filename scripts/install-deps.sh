@@ -6,7 +6,7 @@ packages=(
   build-essential g++ cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libasio-dev libssl-dev openssl node-llhttp libc-ares-dev libyaml-cpp-dev
   prometheus-cpp-dev doctest-dev libpsl-dev publicsuffix libbenchmark-dev nlohmann-json3-dev
-  iproute2 iptables nftables nginx-light dnsmasq-base curl wrk haproxy python3 python3-yaml procps psmisc
+  iproute2 iptables nftables nginx-light libnginx-mod-stream squid-openssl dnsmasq-base curl wrk haproxy python3 python3-yaml procps psmisc
   prometheus systemd util-linux
 )
 missing=()
@@ -15,7 +15,18 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   apt-get update
+  # No package may start its service (nginx, squid, dnsmasq...): tests start their own
+  # instances inside namespaces. policy-rc.d is Debian's switch for that during installs.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-# Debian's nginx service would grab port 80 on the host; tests start their own instances.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# Debian's nginx and squid services would grab ports on the host; tests and benchmarks start
+# their own instances inside namespaces.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+  systemctl disable --now squid >/dev/null 2>&1 || true
+fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""System benchmark: egressd against the direct path (kernel forwarding, no proxy) and HAProxy,
+"""System benchmark: egressd against the direct path (kernel forwarding, no proxy), HAProxy and
+nginx stream (ssl_preread),
 in one run, on the e2e topology (sandbox / proxy host / origin namespaces, same TPROXY rules
 for every proxy, one proxy thread each). Prints a markdown table of medians over RUNS runs.
 
@@ -19,7 +20,9 @@ parser.add_argument("--bulk-mib", type=int, default=1024)
 parser.add_argument("--idle", type=int, default=9000)
 parser.add_argument("--seconds", type=float, default=3.0)
 parser.add_argument("--out")
+parser.add_argument("--peers", default="haproxy,nginx,squid", help="comma-separated: haproxy, nginx, squid")
 args = parser.parse_args()
+PROXIES = ["direct", "egressd"] + [n for n in args.peers.split(",") if n]
 BUILD = os.path.abspath(args.build)
 NETBENCH = os.path.join(BUILD, "netbench")
 WORK = tempfile.mkdtemp(prefix="egressd-bench-")
@@ -120,6 +123,85 @@ backend original
 """
 
 
+# nginx stream + ssl_preread as a transparent SNI allow-list proxy. nginx 1.22 cannot mark its
+# stream listener transparent, which TPROXY needs, so bench/system/transparent_listen.cpp (an
+# LD_PRELOAD shim) sets IP_TRANSPARENT before listen(). Under TPROXY $server_addr:$server_port
+# is the original destination. Refused connections are sent to a closed local port (nginx's
+# stream module has no conditional reject), so they end as soon as that connect is refused.
+NGINX_CONFIG = f"""
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+error_log stderr emerg;
+pid {WORK}/nginx.pid;
+events {{ worker_connections 19000; }}
+stream {{
+  map "$server_addr:$server_port:$ssl_preread_server_name" $target {{
+    "~^198\\.18\\.0\\.10:900[0-2]:" $server_addr:$server_port;
+    "~^[^:]+:(443|4443):denied\\.example$" 127.0.0.1:9;
+    "~^[^:]+:(443|4443):.+\\.example$" $server_addr:$server_port;
+    default 127.0.0.1:9;
+  }}
+  server {{
+    listen 15001 reuseport;
+    ssl_preread on;
+    preread_timeout 5s;
+    proxy_connect_timeout 5s;
+    proxy_timeout 60s;
+    proxy_pass $target;
+  }}
+}}
+"""
+
+
+# Squid 5.7 (squid-openssl) peek-and-splice behind the same TPROXY rule: `https_port ... tproxy
+# ssl-bump` peeks at the ClientHello (step 1) and splices or terminates by SNI; it never bumps,
+# but ssl-bump still wants a certificate, so a throwaway self-signed one is made per run. Squid's
+# tproxy mode dials the origin from the client's own address, so the replies need one more
+# mangle rule (`-m socket --transparent` -> the TPROXY mark) to reach Squid's socket; and Squid
+# resolves the SNI to check it against the intercepted address, so a dnsmasq on the test
+# network (198.18.0.53) answers *.example. Squid inspects every port it is handed (it only
+# knows TLS), so its "fast path" figures are TLS-peeked connections too.
+SQUID_CONFIG = f"""
+http_port 127.0.0.1:3128
+https_port 15001 tproxy ssl-bump tls-cert={WORK}/squid/cert.pem tls-key={WORK}/squid/key.pem generate-host-certificates=off
+acl step1 at_step SslBump1
+acl denied ssl::server_name denied.example
+acl allowed ssl::server_name .example
+ssl_bump peek step1
+ssl_bump terminate denied
+ssl_bump splice allowed
+ssl_bump terminate all
+http_access allow all
+cache deny all
+access_log none
+cache_log {WORK}/squid/cache.log
+pid_filename {WORK}/squid/squid.pid
+coredump_dir {WORK}/squid
+workers 1
+max_filedescriptors 20000
+dns_nameservers 198.18.0.53
+pinger_enable off
+shutdown_lifetime 0 seconds
+"""
+SQUID_RULE = "PREROUTING -p tcp -m socket --transparent -j MARK --set-mark 0x1"
+
+
+def start_squid():
+    squid = f"{WORK}/squid"
+    os.makedirs(squid, exist_ok=True)
+    os.chmod(WORK, 0o711)
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {squid}/key.pem -out {squid}/cert.pem -days 2 -subj /CN=bench-squid")
+    open(f"{squid}/squid.conf", "w").write(SQUID_CONFIG)
+    sh(f"chown -R proxy:proxy {squid}")
+    sh(f"ip netns exec {P}host iptables -t mangle -I {SQUID_RULE}")
+    start(f"exec ip netns exec {P}net dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.53 "
+          f"--bind-interfaces --pid-file= --user=root --address=/example/198.18.0.10")
+    return start(f"exec ip netns exec {P}host squid -N -f {squid}/squid.conf")
+
+
 def wait_ready(seconds=10):
     """Until one relayed short connection succeeds."""
     deadline = time.time() + seconds
@@ -165,6 +247,12 @@ def run_proxy(name):
     if name == "egressd":
         open(f"{WORK}/egressd.yaml", "w").write(EGRESSD_CONFIG)
         p = start(f"exec ip netns exec {P}host {BUILD}/egressd --config {WORK}/egressd.yaml")
+    elif name == "squid":
+        p = start_squid()
+    elif name == "nginx":
+        open(f"{WORK}/nginx.conf", "w").write(NGINX_CONFIG)
+        shim = os.path.join(BUILD, "libtransparent_listen.so")
+        p = start(f"exec ip netns exec {P}host env LD_PRELOAD={shim} nginx -e stderr -c {WORK}/nginx.conf")
     else:
         open(f"{WORK}/haproxy.cfg", "w").write(HAPROXY_CONFIG)
         p = start(f"exec ip netns exec {P}host haproxy -db -f {WORK}/haproxy.cfg")
@@ -214,6 +302,8 @@ def measure(name):
         result["idle_kib_per_conn"] = (rss_after - rss_before) / max(opened, 1)
         stop(holder)
         stop(p)
+        if name == "squid":
+            sh(f"ip netns exec {P}host iptables -t mangle -D {SQUID_RULE}")
     return result
 
 
@@ -223,10 +313,11 @@ def main():
     server = start(f"exec ip netns exec {P}net {NETBENCH} serve {ORIGIN} {args.bulk_mib << 20}")
     assert server.stdout.readline().strip() == "ready"
     results = {}
-    for name in ("direct", "egressd", "haproxy"):  # direct first: no TIME_WAIT on the proxy host yet
+    for name in PROXIES:  # direct first: no TIME_WAIT on the proxy host yet
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         results[name] = measure(name)
-    d, e, h = results["direct"], results["egressd"], results["haproxy"]
+    d, e = results["direct"], results["egressd"]
+    peers = [n for n in PROXIES if n not in ("direct", "egressd")]
     rows = [
         ("bulk 1 GiB, TLS port 443 (GB/s)", "bulk_tls", True),
         ("bulk 1 GiB, fast path (GB/s)", "bulk_fast", True),
@@ -241,14 +332,20 @@ def main():
     ]
     def fmt(v):
         return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 100 else f"{v:.0f}")
-    lines = ["| measure | direct | egressd | HAProxy | egressd / direct | egressd / HAProxy |", "|---|---|---|---|---|---|"]
+    names = {"haproxy": "HAProxy", "nginx": "nginx", "squid": "Squid"}
+    head = ["measure", "direct", "egressd"] + [names[n] for n in peers] + ["egressd / direct"] + [f"egressd / {names[n]}" for n in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for title, key, vs_direct in rows:
-        dv, ev, hv = d.get(key), e.get(key), h.get(key)
-        ratio_d = f"{ev / dv:.2f}x" if vs_direct and dv else "-"
-        ratio_h = f"{ev / hv:.2f}x" if ev is not None and hv else "-"
-        lines.append(f"| {title} | {fmt(dv)} | {fmt(ev)} | {fmt(hv)} | {ratio_d} | {ratio_h} |")
-    extra = [f"| added p50 per connection (us) | | {fmt(e['p50_us'] - d['p50_us'])} | {fmt(h['p50_us'] - d['p50_us'])} | | |",
-             f"| idle connections held | | {e['idle_open']} | {h['idle_open']} | | |"]
+        dv, ev = d.get(key), e.get(key)
+        cells = [title, fmt(dv), fmt(ev)] + [fmt(results[n].get(key)) for n in peers]
+        cells.append(f"{ev / dv:.2f}x" if vs_direct and dv else "-")
+        for n in peers:
+            pv = results[n].get(key)
+            cells.append(f"{ev / pv:.2f}x" if ev is not None and pv else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    blank = [""] * (len(peers) + 1)
+    extra = ["| " + " | ".join(["added p50 per connection (us)", ""] + [fmt(results[n]["p50_us"] - d["p50_us"]) for n in ["egressd"] + peers] + blank) + " |",
+             "| " + " | ".join(["idle connections held", ""] + [str(results[n]["idle_open"]) for n in ["egressd"] + peers] + blank) + " |"]
     print("measuring the store at scale ...", file=sys.stderr, flush=True)
     small, large = scale(10), scale(10000)
     extra += ["", "| 100 rules per sandbox | 10 sandboxes | 10,000 sandboxes | ratio |", "|---|---|---|---|",
