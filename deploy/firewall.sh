@@ -50,7 +50,9 @@ down_family() {
   # Every jump first, then the chains: a chain still referenced cannot be deleted.
   for table_chain in "mangle PREROUTING $chain" "filter FORWARD $udp_chain" "filter INPUT $udp_chain"; do
     read -r tbl parent target <<<"$table_chain"
-    while $ipt -t "$tbl" -S "$parent" 2>/dev/null | grep -q -- "-j $target\$"; do
+    # grep reads all of its input (no -q): with pipefail, a writer cut off by SIGPIPE would make
+    # the test fail while a rule is still there.
+    while $ipt -t "$tbl" -S "$parent" 2>/dev/null | grep -c -- "-j $target\$" >/dev/null; do
       rule=$($ipt -t "$tbl" -S "$parent" | grep -- "-j $target\$" | head -1 | sed "s/^-A /-D /")
       eval "$ipt -t $tbl $rule"
     done
@@ -62,7 +64,7 @@ down_family() {
       $ipt -t "$tbl" -X "$target"
     fi
   done
-  while ip -"$family" rule show | grep -q "fwmark $mark/$mark lookup $table"; do
+  while ip -"$family" rule show | grep -c "fwmark $mark/$mark lookup $table" >/dev/null; do
     ip -"$family" rule del fwmark "$mark/$mark" lookup "$table"
   done
   ip -"$family" route flush table "$table" 2>/dev/null || true

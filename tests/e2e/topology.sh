@@ -13,7 +13,7 @@ ns() { ip netns exec "$P$1" "${@:2}"; }
 
 down() {
   for n in sbx1 sbx2 host net; do
-    if ip netns list | grep -qw "$P$n"; then
+    if ip netns list | grep -cw "$P$n" >/dev/null; then  # -c: reads it all (pipefail)
       ip netns pids "$P$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
       ip netns del "$P$n"
     fi
