@@ -81,10 +81,15 @@ void SpliceDirection::wait(bool for_write) {
       });
 }
 
+void SpliceDirection::fail(DirectionEnd how) {
+  reset_both(from_, to_);
+  end(how);
+}
+
 void SpliceDirection::eof() {
   asio::error_code ignored;
   bool close_follows = peer_ && peer_->ended_;
-  if (!close_follows && (!keep_open_on_eof_ || !*keep_open_on_eof_))
+  if (!close_follows && shuts_down_on_eof())
     to_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
   end(DirectionEnd::eof);
 }
@@ -108,8 +113,7 @@ bool SpliceDirection::copy_once() {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       wait(false);
     } else {
-      reset_both(from_, to_);  // ECONNRESET and friends: the source reset
-      end(DirectionEnd::source_reset);
+      fail(DirectionEnd::source_reset);  // ECONNRESET and friends: the source reset
     }
     return false;
   }
@@ -118,17 +122,15 @@ bool SpliceDirection::copy_once() {
     bool full = got == kChunk;
     ssize_t next = full ? -1 : ::recv(source, ahead, kChunk, MSG_DONTWAIT);
     if (!full && next < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      reset_both(from_, to_);
-      end(DirectionEnd::source_reset);
+      fail(DirectionEnd::source_reset);
       return false;
     }
     bool source_eof = next == 0;
-    bool fin_follows = source_eof && (!keep_open_on_eof_ || !*keep_open_on_eof_);
+    bool fin_follows = source_eof && shuts_down_on_eof();
     int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (fin_follows ? MSG_MORE : 0);
     ssize_t out = ::send(to_.native_handle(), chunk, got, flags);
     if (out < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      reset_both(from_, to_);  // the destination reset: pass it on to the source
-      end(DirectionEnd::sink_failed);
+      fail(DirectionEnd::sink_failed);  // the destination reset: pass it on to the source
       return false;
     }
     size_t sent = out > 0 ? static_cast<size_t>(out) : 0;
@@ -158,8 +160,7 @@ bool SpliceDirection::copy_once() {
 bool SpliceDirection::park(const char* rest, size_t rest_size, const char* more, size_t more_size) {
   if (!pool_.acquire(pipe_) || ::write(pipe_.write_fd, rest, rest_size) != ssize_t(rest_size) ||
       (more_size > 0 && ::write(pipe_.write_fd, more, more_size) != ssize_t(more_size))) {
-    reset_both(from_, to_);
-    end(DirectionEnd::aborted);
+    fail(DirectionEnd::aborted);
     return false;
   }
   pending_ = rest_size + more_size;
@@ -183,13 +184,10 @@ void SpliceDirection::pump() {
         continue;
       }
       if (out < 0 && errno == EAGAIN) return wait(true);
-      reset_both(from_, to_);  // the destination reset: pass it on to the source
-      return end(DirectionEnd::sink_failed);
+      return fail(DirectionEnd::sink_failed);  // the destination reset: pass it on to the source
     }
-    if (pipe_.read_fd < 0 && !pool_.acquire(pipe_)) {
-      reset_both(from_, to_);  // out of descriptors: fail this connection, not the process
-      return end(DirectionEnd::aborted);
-    }
+    // Out of descriptors: fail this connection, not the process.
+    if (pipe_.read_fd < 0 && !pool_.acquire(pipe_)) return fail(DirectionEnd::aborted);
     ssize_t in =
         ::splice(from_.native_handle(), nullptr, pipe_.write_fd, nullptr, kPipeBytes, kSpliceFlags);
     if (in > 0) {
@@ -201,8 +199,7 @@ void SpliceDirection::pump() {
       pool_.release(pipe_, true);  // idle: give the pipe back while waiting
       return wait(false);
     }
-    reset_both(from_, to_);  // ECONNRESET and friends: the source reset
-    return end(DirectionEnd::source_reset);
+    return fail(DirectionEnd::source_reset);  // ECONNRESET and friends: the source reset
   }
 }
 

@@ -82,8 +82,10 @@ class SpliceDirection {
   bool copy_once();
   bool park(const char* rest, size_t rest_size, const char* more, size_t more_size);
   void eof();
+  void fail(DirectionEnd how);  // resets both sockets, then ends
   void wait(bool for_write);
   void end(DirectionEnd how);
+  bool shuts_down_on_eof() const { return !keep_open_on_eof_ || !*keep_open_on_eof_; }
 
   asio::ip::tcp::socket& from_;
   asio::ip::tcp::socket& to_;
