@@ -2,6 +2,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <atomic>
@@ -61,6 +62,40 @@ size_t read_checked(int fd) {
   return total;
 }
 
+struct Outcome {
+  size_t received;  // read_checked() of peer_out
+  DirectionEnd how;
+};
+
+// Starts `direction` on an io thread, writes `total` pattern bytes to peer_in in writes of
+// `piece` bytes and then FIN, and reads peer_out to EOF, starting after `reader_delay`.
+Outcome relay_pattern(Pairs& p, SpliceDirection& direction, size_t total, size_t piece,
+                      std::chrono::milliseconds reader_delay) {
+  std::promise<DirectionEnd> ended;
+  direction.start(nullptr, [&](DirectionEnd how) { ended.set_value(how); });
+  std::thread loop([&] { p.io.run(); });
+  std::thread writer([&] {
+    std::vector<uint8_t> chunk(piece);
+    for (size_t sent = 0; sent < total;) {
+      size_t n = std::min(chunk.size(), total - sent);
+      for (size_t i = 0; i < n; ++i) chunk[i] = pattern(sent + i);
+      ssize_t w = ::write(p.peer_in, chunk.data(), n);
+      if (w <= 0) break;
+      sent += size_t(w);
+    }
+    ::shutdown(p.peer_in, SHUT_WR);
+  });
+  std::this_thread::sleep_for(reader_delay);
+  size_t received = read_checked(p.peer_out);
+  writer.join();
+  auto future = ended.get_future();
+  REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  DirectionEnd how = future.get();
+  p.io.stop();
+  loop.join();
+  return {received, how};
+}
+
 }  // namespace
 
 TEST_CASE("relay: small reads into a full destination are parked in a pipe and arrive in order") {
@@ -75,30 +110,10 @@ TEST_CASE("relay: small reads into a full destination are parked in a pipe and a
   p.relay_out.non_blocking(true);
   constexpr size_t kTotal = 2 << 20;
   std::atomic<size_t> counted{0};
-  std::promise<DirectionEnd> ended;
   SpliceDirection direction(p.relay_in, p.relay_out, pool, [&](size_t n) { counted += n; });
-  direction.start(nullptr, [&](DirectionEnd how) { ended.set_value(how); });
-  std::thread loop([&] { p.io.run(); });
-  std::thread writer([&] {
-    std::vector<uint8_t> chunk(1000);
-    for (size_t sent = 0; sent < kTotal;) {
-      size_t n = std::min(chunk.size(), kTotal - sent);
-      for (size_t i = 0; i < n; ++i) chunk[i] = pattern(sent + i);
-      ssize_t w = ::write(p.peer_in, chunk.data(), n);
-      if (w <= 0) break;
-      sent += size_t(w);
-    }
-    ::shutdown(p.peer_in, SHUT_WR);
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  size_t received = read_checked(p.peer_out);
-  writer.join();
-  auto future = ended.get_future();
-  REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
-  CHECK(future.get() == DirectionEnd::eof);
-  p.io.stop();
-  loop.join();
-  CHECK(received == kTotal);
+  Outcome outcome = relay_pattern(p, direction, kTotal, 1000, std::chrono::milliseconds(200));
+  CHECK(outcome.how == DirectionEnd::eof);
+  CHECK(outcome.received == kTotal);
   CHECK(counted == kTotal);
 }
 
@@ -127,26 +142,8 @@ TEST_CASE("relay: bulk turns to splicing and still arrives whole") {
   p.relay_in.non_blocking(true);
   p.relay_out.non_blocking(true);
   constexpr size_t kTotal = 32 << 20;
-  std::promise<DirectionEnd> ended;
   SpliceDirection direction(p.relay_in, p.relay_out, pool, [](size_t) {});
-  direction.start(nullptr, [&](DirectionEnd how) { ended.set_value(how); });
-  std::thread loop([&] { p.io.run(); });
-  std::thread writer([&] {
-    std::vector<uint8_t> chunk(1 << 16);
-    for (size_t sent = 0; sent < kTotal;) {
-      for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = pattern(sent + i);
-      ssize_t w = ::write(p.peer_in, chunk.data(), chunk.size());
-      if (w <= 0) break;
-      sent += size_t(w);
-    }
-    ::shutdown(p.peer_in, SHUT_WR);
-  });
-  size_t received = read_checked(p.peer_out);
-  writer.join();
-  auto future = ended.get_future();
-  REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
-  CHECK(future.get() == DirectionEnd::eof);
-  p.io.stop();
-  loop.join();
-  CHECK(received == kTotal);
+  Outcome outcome = relay_pattern(p, direction, kTotal, 1 << 16, std::chrono::milliseconds(0));
+  CHECK(outcome.how == DirectionEnd::eof);
+  CHECK(outcome.received == kTotal);
 }
