@@ -45,6 +45,7 @@ except (ValueError, OSError):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 FD_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 IDLE = min(args.idle, (FD_LIMIT - 200) // 2)
+IDLE_CPU_SECONDS = 5  # idle CPU is read off /proc at 10 ms ticks: 2 ms/s resolution
 if IDLE < args.idle:
     print(f"descriptor hard limit {FD_LIMIT}: holding {IDLE} idle connections, not {args.idle}", file=sys.stderr)
 procs = []
@@ -289,6 +290,10 @@ def tcp_segments(netns):
     return row["InSegs"], row["OutSegs"]
 
 
+def md_row(cells):
+    return "| " + " | ".join(cells) + " |"
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -336,8 +341,8 @@ def measure(name):
         result["idle_open"] = opened
         result["idle_kib_per_conn"] = (rss_after - rss_before) / max(opened, 1)
         cpu_before = proc_stat(pid)[1]
-        time.sleep(5)
-        result["idle_cpu_ms"] = (proc_stat(pid)[1] - cpu_before) * 1000 / 5
+        time.sleep(IDLE_CPU_SECONDS)
+        result["idle_cpu_ms"] = (proc_stat(pid)[1] - cpu_before) * 1000 / IDLE_CPU_SECONDS
         stop(holder)
     if pid:
         stop(p)
@@ -375,7 +380,7 @@ def main():
         return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 100 else f"{v:.0f}")
     names = {"before": "egressd before", "haproxy": "HAProxy", "nginx": "nginx", "squid": "Squid"}
     head = ["measure", "direct", "egressd"] + [names[n] for n in peers] + ["egressd / direct"] + [f"egressd / {names[n]}" for n in peers]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [md_row(head), "|" + "---|" * len(head)]
     for title, key, vs_direct in rows:
         if all(results[n].get(key) is None for n in PROXIES):
             continue  # a workload left out with --only
@@ -385,13 +390,14 @@ def main():
         for n in peers:
             pv = results[n].get(key)
             cells.append(f"{ev / pv:.2f}x" if ev is not None and pv else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    blank = [""] * (len(peers) + 1)
+        lines.append(md_row(cells))
+    def proxies_row(title, value):  # one cell per proxy (none for direct, none in the ratio columns)
+        return md_row([title, ""] + [value(results[n]) for n in ["egressd"] + peers] + [""] * (len(peers) + 1))
     extra = []
     if "rate" in ONLY:
-        extra.append("| " + " | ".join(["added p50 per connection (us)", ""] + [fmt(results[n]["p50_us"] - d["p50_us"]) for n in ["egressd"] + peers] + blank) + " |")
+        extra.append(proxies_row("added p50 per connection (us)", lambda r: fmt(r["p50_us"] - d["p50_us"])))
     if "idle" in ONLY:
-        extra.append("| " + " | ".join(["idle connections held", ""] + [str(results[n]["idle_open"]) for n in ["egressd"] + peers] + blank) + " |")
+        extra.append(proxies_row("idle connections held", lambda r: str(r["idle_open"])))
     if "scale" in ONLY:
         print("measuring the store at scale ...", file=sys.stderr, flush=True)
         small, large = scale(10), scale(10000)
