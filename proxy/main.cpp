@@ -31,7 +31,8 @@ int check_offline(const egressd::Config& config, const std::string& json_text) {
   }
   egressd::PolicyStore store;
   if (auto error = store.replace_all(config.sandboxes)) return print_errors({error->error.message});
-  auto guard = std::get<egressd::Guard>(egressd::Guard::compile(config.guard_deny));
+  auto guard =
+      std::get<egressd::Guard>(egressd::Guard::compile(config.guard_deny, config.guard_allow));
   auto answer = egressd::check_request(*store.snapshot(), guard, config.unknown_source, body);
   std::cout << answer.body.dump() << "\n";
   return answer.status == 200 ? 0 : 2;

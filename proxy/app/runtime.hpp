@@ -28,6 +28,8 @@ struct Settings {
   unsigned connect_ms = 5000;
   unsigned max_peek_bytes = 16384;
   unsigned max_connections_per_sandbox = 4096;
+  unsigned max_connections = 0;  // daemon-wide, never 0 once built
+  unsigned max_peeking_per_sandbox = 256;
   Verdict unknown_source = Verdict::deny;
   OnUpdate on_update = OnUpdate::revoke;
   DnsVerify dns_verify = DnsVerify::dial;

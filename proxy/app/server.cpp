@@ -59,13 +59,23 @@ asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
 
 std::shared_ptr<Settings> build_settings(const Config& config) {
   auto settings = std::make_shared<Settings>();
-  settings->guard = std::get<Guard>(Guard::compile(config.guard_deny));
+  settings->guard = std::get<Guard>(Guard::compile(config.guard_deny, config.guard_allow));
   for (uint16_t port : config.inspect.tls) settings->tls_ports.set(port);
   for (uint16_t port : config.inspect.http) settings->http_ports.set(port);
   settings->peek_ms = config.timeouts.peek_ms;
   settings->connect_ms = config.timeouts.connect_ms;
   settings->max_peek_bytes = config.limits.max_peek_bytes;
   settings->max_connections_per_sandbox = config.limits.max_connections_per_sandbox;
+  settings->max_connections = config.limits.max_connections;
+  if (settings->max_connections == 0) {
+    // Two descriptors per relayed connection, 10 % kept back for pipes, DNS, the control API
+    // and the listeners themselves.
+    rlimit limit{};
+    uint64_t descriptors = getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+    settings->max_connections = static_cast<unsigned>(
+        std::max<uint64_t>(1, std::min<uint64_t>(descriptors, 1u << 30) * 9 / 20));
+  }
+  settings->max_peeking_per_sandbox = config.limits.max_peeking_per_sandbox;
   settings->unknown_source = config.unknown_source;
   settings->on_update = config.on_update;
   settings->dns_verify = config.dns.verify;
@@ -93,6 +103,10 @@ int run_server(Config config) {
   DnsCacheLimits cache_limits{config.dns.min_ttl_s, config.dns.max_ttl_s, config.dns.negative_ttl_s,
                               config.dns.cache_size};
   Shared shared(Settings::from(config), cache_limits, resolver);
+  for (const std::string& entry : shared.settings.load()->guard.lifted()) {
+    log_line("guard.allow lifts the built-in guard entry " + entry +
+             ": sandboxes may reach it where their policy allows");
+  }
   if (!shared.access_log.open(config.access_log)) {
     log_line("cannot open access log " + config.access_log + ": " + std::strerror(errno));
     return 1;

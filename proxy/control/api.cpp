@@ -256,6 +256,7 @@ ControlResponse ControlApi::native(const ControlRequest& request,
                       {"name", d.name.empty() ? json(nullptr) : json(d.name)},
                       {"reason", to_string(d.reason)},
                       {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
+      if (d.would_deny) list.back()["would_deny"] = to_string(*d.would_deny);
     }
     return reply(200, {{"sandbox", sandbox->second}, {"denials", list}});
   }

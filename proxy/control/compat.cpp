@@ -123,6 +123,7 @@ ControlResponse ControlApi::e2b(const ControlRequest& request, const std::string
   spec.default_verdict = Verdict::allow;
   spec.allow = allow;
   spec.deny = deny;
+  spec.names_bypass_address_denies = true;  // E2B: an allowed domain beats denyOut
   auto result = apply(spec);
   if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
     return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400,
@@ -179,6 +180,7 @@ ControlResponse ControlApi::brimble(const ControlRequest& request, const std::st
   spec.default_verdict = mode == "open" ? Verdict::allow : Verdict::deny;
   spec.allow = allow;
   spec.deny.clear();
+  spec.names_bypass_address_denies = false;
   bool changed = !same_spec(before, spec);
   auto result = apply(spec);
   if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
@@ -290,6 +292,7 @@ ControlResponse ControlApi::sandbox0(const ControlRequest& request, const std::s
   spec.default_verdict = allow_all ? Verdict::allow : Verdict::deny;
   spec.allow = allow_all ? std::vector<std::string>{} : rules;
   spec.deny = allow_all ? rules : std::vector<std::string>{};
+  spec.names_bypass_address_denies = false;
   auto result = apply(spec);
   if (auto* problem = std::get_if<PolicyStore::PutError>(&result)) {
     return error(problem->kind == PolicyStore::PutError::Kind::storage ? 500 : 400,

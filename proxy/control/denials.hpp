@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,6 +21,7 @@ struct Denial {
   std::string name;
   Reason reason = Reason::default_deny;
   std::string rule;
+  std::optional<Reason> would_deny;  // audit mode: reason is audit_allow, this what it would be
 };
 
 class DenialLog {

@@ -49,6 +49,9 @@ std::variant<SandboxSpec, FieldError> spec_from_json(const std::string& id,
           if (auto error = string_list(egress_value, field, spec.allow)) return *error;
         } else if (egress_key == "deny") {
           if (auto error = string_list(egress_value, field, spec.deny)) return *error;
+        } else if (egress_key == "names_bypass_address_denies") {
+          if (!egress_value.is_boolean()) return FieldError{field, "expected true or false"};
+          spec.names_bypass_address_denies = egress_value.get<bool>();
         } else {
           return FieldError{field, "unknown field"};
         }
@@ -65,12 +68,14 @@ std::variant<SandboxSpec, FieldError> spec_from_json(const std::string& id,
 }
 
 nlohmann::json spec_to_json(const SandboxSpec& spec) {
-  return {
+  nlohmann::json body = {
       {"id", spec.id},
       {"sources", spec.sources},
       {"egress",
        {{"default", to_string(spec.default_verdict)}, {"allow", spec.allow}, {"deny", spec.deny}}},
       {"mode", to_string(spec.mode)}};
+  if (spec.names_bypass_address_denies) body["egress"]["names_bypass_address_denies"] = true;
+  return body;
 }
 
 nlohmann::json sandbox_to_json(const Sandbox& sandbox) {

@@ -49,7 +49,12 @@ AresChannel::AresChannel(asio::io_context& io, const ResolverOptions& options)
   opts.tries = static_cast<int>(options.tries);
   char dns_only[] = "b";  // never /etc/hosts of the proxy host: only the configured resolvers
   opts.lookups = dns_only;
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS;
+  // Names are looked up exactly as the policy matched them: never completed with the host's
+  // resolv.conf search list (a bare "db" must not become "db.internal.corp").
+  opts.flags = ARES_FLAG_NOSEARCH;
+  opts.ndots = 0;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
+             ARES_OPT_FLAGS | ARES_OPT_NDOTS;
   if (int code = ares_init_options(&channel_, &opts, mask); code != ARES_SUCCESS) {
     error_ = std::string("c-ares init: ") + ares_strerror(code);
     channel_ = nullptr;
@@ -127,8 +132,10 @@ void AresChannel::resolve(const std::string& name, Callback done) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_flags = ARES_AI_NOSORT;
   auto callback = std::make_unique<Callback>(std::move(done));  // c-ares owns it until the callback
+  // An absolute name ("name."): the trailing dot tells c-ares not to apply any search rules.
+  std::string absolute = name.ends_with('.') ? name : name + ".";
   ares_getaddrinfo(
-      channel_, name.c_str(), nullptr, &hints,
+      channel_, absolute.c_str(), nullptr, &hints,
       [](void* arg, int status, int, ares_addrinfo* result) {
         std::unique_ptr<Callback> done(static_cast<Callback*>(arg));
         DnsAnswer answer{status_of(status), {}, 0};

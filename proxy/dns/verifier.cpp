@@ -37,25 +37,44 @@ asio::awaitable<DnsAnswer> DnsLookup::lookup(std::string name) {
 }
 
 Verification choose_destination(DnsVerify mode, const DnsAnswer& answer, const IpAddress& original,
-                                const Guard& guard) {
-  if (mode == DnsVerify::off) return Verification{original, {}};
-  if (answer.status != DnsStatus::ok) return Verification{std::nullopt, Reason::dns_failure};
-  bool any_unguarded = false;
-  for (const IpAddress& address : answer.addresses) {
-    if (!guard.covering(address).empty()) continue;
-    any_unguarded = true;
-    if (address == original) return Verification{original, {}};
+                                const Guard& guard, const CompiledPolicy* policy, uint16_t port) {
+  // Why `address` may not be dialled, or nothing.
+  auto refusal_of = [&](const IpAddress& address) -> std::optional<Verification> {
+    if (auto entry = guard.covering(address); !entry.empty())
+      return Verification{std::nullopt, Reason::guarded_destination, entry};
+    if (policy) {
+      if (auto rule = policy->address_denial(address, port); !rule.empty())
+        return Verification{std::nullopt, Reason::denied_address, rule};
+    }
+    return std::nullopt;
+  };
+  if (mode == DnsVerify::off) {
+    if (auto refused = refusal_of(original)) return *refused;
+    return Verification{original, {}, {}};
   }
-  if (!any_unguarded) return Verification{std::nullopt, Reason::guarded_destination};
-  if (mode == DnsVerify::strict) return Verification{std::nullopt, Reason::dns_mismatch};
+  if (answer.status != DnsStatus::ok) return Verification{std::nullopt, Reason::dns_failure, {}};
+  std::optional<Verification> first_refusal;
+  bool any_dialable = false;
+  for (const IpAddress& address : answer.addresses) {
+    if (auto refused = refusal_of(address)) {
+      // A policy deny says more about the sandbox's intent than the guard does.
+      if (!first_refusal || (refused->refusal == Reason::denied_address &&
+                             first_refusal->refusal != Reason::denied_address))
+        first_refusal = refused;
+      continue;
+    }
+    any_dialable = true;
+    if (address == original) return Verification{original, {}, {}};
+  }
+  if (!any_dialable) return *first_refusal;  // answers were non-empty (status ok)
+  if (mode == DnsVerify::strict) return Verification{std::nullopt, Reason::dns_mismatch, {}};
   for (bool same_family : {true, false}) {
     for (const IpAddress& address : answer.addresses) {
-      if ((address.family == original.family) == same_family && guard.covering(address).empty()) {
-        return Verification{address, {}};
-      }
+      if ((address.family == original.family) == same_family && !refusal_of(address))
+        return Verification{address, {}, {}};
     }
   }
-  return Verification{std::nullopt, Reason::guarded_destination};
+  return *first_refusal;
 }
 
 }  // namespace egressd

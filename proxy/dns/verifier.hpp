@@ -31,10 +31,13 @@ class DnsLookup {
 struct Verification {
   std::optional<IpAddress> dial;  // where to connect; empty when refused
   Reason refusal = Reason::dns_failure;
+  std::string_view rule;  // the guard entry or address deny rule that refused, if one did
 };
 
-// Pure: picks where to dial given the answers (dial / strict), or why not.
+// Pure: picks where to dial given the answers (dial / strict), or why not. Every address it
+// returns passes the guard and `policy`'s address denies on `port` (policy may be null).
 Verification choose_destination(DnsVerify mode, const DnsAnswer& answer, const IpAddress& original,
-                                const Guard& guard);
+                                const Guard& guard, const CompiledPolicy* policy = nullptr,
+                                uint16_t port = 0);
 
 }  // namespace egressd

@@ -131,7 +131,13 @@ int HttpRequestParser::on_message_complete(llhttp_t* parser) {
   HttpRequestParser& p = self(parser);
   p.inside_head_ = true;  // bytes from here on belong to the next head
   p.pause_ = Pause::message;
+  if (p.head_.upgrade) p.upgrade_pending_ = true;
   return HPE_PAUSED;
+}
+
+void HttpRequestParser::upgrade_declined() {
+  upgrade_pending_ = false;
+  head_.upgrade = false;
 }
 
 bool HttpRequestParser::finish_head() {
@@ -175,6 +181,7 @@ bool HttpRequestParser::finish_head() {
     }
   }
   head_.upgrade = parser_.upgrade != 0;
+  head_.head_method = parser_.method == HTTP_HEAD;
   return true;
 }
 
@@ -187,7 +194,7 @@ HttpRequestParser::Event HttpRequestParser::refuse(Reason reason) {
 HttpRequestParser::Event HttpRequestParser::feed(std::span<const uint8_t> bytes, size_t& consumed) {
   consumed = 0;
   if (refused_) return Event::refused;
-  if (upgraded_) return Event::upgraded;
+  if (upgrade_pending_) return Event::upgrade_pending;
   const char* data = reinterpret_cast<const char*>(bytes.data());
   // Each llhttp_execute runs to a head end or a message end (both pause), so every byte is
   // known to be head or body. Head bytes are capped: llhttp never sees more than the cap.
@@ -210,10 +217,18 @@ HttpRequestParser::Event HttpRequestParser::feed(std::span<const uint8_t> bytes,
         llhttp_resume(&parser_);
         head_bytes_ = 0;
         if (pause_ == Pause::head) {
-          upgraded_ = head_.upgrade;
+          // A request without a body ends with its head: let llhttp finish it now (a
+          // zero-length run) so that inside_head() and upgrade_pending() are already true.
+          pause_ = Pause::none;
+          if (llhttp_execute(&parser_, data + consumed, 0) == HPE_PAUSED) llhttp_resume(&parser_);
           return Event::head_complete;
         }
-        continue;  // a message ended; the next head starts here
+        return upgrade_pending_ ? Event::upgrade_pending : Event::message_complete;
+      case HPE_PAUSED_UPGRADE:
+        // llhttp stops after every upgrade request; reached only once the session said the
+        // origin declined (upgrade_pending_ returns above until then).
+        llhttp_resume_after_upgrade(&parser_);
+        continue;
       case HPE_PAUSED_H2_UPGRADE:
         return refuse(Reason::not_http);
       case HPE_USER:

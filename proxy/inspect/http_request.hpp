@@ -1,7 +1,10 @@
 #pragma once
 // Incremental HTTP/1.x request parser on llhttp: fed client->server bytes as they arrive, it
 // stops at the end of every request head so the session can decide that request before any
-// of its bytes are relayed, and skips bodies (Content-Length, chunked) to find the next head.
+// of its bytes are relayed, at the end of every message (so the last bytes of a body can be
+// relayed at once), and skips bodies (Content-Length, chunked) to find the next head.
+// After a request that asks for Upgrade it stops until the session says how the origin
+// answered: declined (parse on, the next bytes are a request) or switched (stop for good).
 // Pure: no I/O, no logging; a head larger than max_head_bytes is refused.
 #include <llhttp.h>
 
@@ -22,7 +25,8 @@ struct RequestHead {
   std::optional<IpAddress> address;  // Host was an IP literal ("[v6]" or v4)
   uint8_t http_major = 1;
   uint8_t http_minor = 1;
-  bool upgrade = false;  // the connection leaves HTTP after this request
+  bool upgrade = false;      // asks to leave HTTP (Connection: upgrade + Upgrade, llhttp's rule)
+  bool head_method = false;  // HEAD: its response has no body whatever its headers say
 };
 
 class HttpRequestParser {
@@ -32,14 +36,21 @@ class HttpRequestParser {
   HttpRequestParser& operator=(const HttpRequestParser&) = delete;
 
   enum class Event : uint8_t {
-    need_more,      // all bytes consumed; more are needed
-    head_complete,  // stopped right after a request head: head() is valid
-    refused,        // refusal() says why
-    upgraded,       // after an upgrade head: the rest is not HTTP; stop parsing
+    need_more,         // all bytes consumed; more are needed
+    head_complete,     // stopped right after a request head: head() is valid
+    message_complete,  // stopped right after a request's last byte (head or body)
+    upgrade_pending,   // an upgrade request ended; nothing more is parsed until upgrade_declined()
+    refused,           // refusal() says why
   };
 
-  // Consumes bytes up to the next event; `consumed` says how many were used.
+  // Consumes bytes up to the next event; `consumed` says how many were used. A request without
+  // a body is complete with its head: after that head_complete, inside_head() is true again
+  // and, for an upgrade request, upgrade_pending() is (no message_complete event follows).
   Event feed(std::span<const uint8_t> bytes, size_t& consumed);
+  bool upgrade_pending() const { return upgrade_pending_; }
+  // The origin answered the pending upgrade request with something else than 101: the
+  // bytes that follow are the next request.
+  void upgrade_declined();
 
   const RequestHead& head() const { return head_; }
   Reason refusal() const { return refusal_; }
@@ -65,7 +76,7 @@ class HttpRequestParser {
   size_t head_bytes_ = 0;
   bool inside_head_ = true;
   enum class Pause : uint8_t { none, head, message } pause_ = Pause::none;
-  bool upgraded_ = false;
+  bool upgrade_pending_ = false;
   bool refused_ = false;
   Reason refusal_ = Reason::not_http;
   // Current header being read (bounded by max_head_bytes_).

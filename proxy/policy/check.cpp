@@ -54,8 +54,19 @@ CheckAnswer check_request(const StoreSnapshot& store, const Guard& guard, Verdic
   if (!sandbox)
     return CheckAnswer{404, error_body("unknown sandbox \"" + sandbox_id + "\"", "sandbox")};
   Decision decision = decide(guard, sandbox->policy.get(), unknown_source, input);
+  // An address deny also holds for the address a name would be dialled at (DESIGN.md Policy).
+  if (decision.reason == Reason::allowed_domain && input.destination) {
+    if (auto rule = sandbox->policy->address_denial(*input.destination, input.port);
+        !rule.empty()) {
+      decision = Decision{Verdict::deny, Reason::denied_address, rule, std::nullopt};
+      if (sandbox->policy->mode() == Mode::audit) {
+        decision = Decision{Verdict::allow, Reason::audit_allow, rule, Reason::denied_address};
+      }
+    }
+  }
   nlohmann::json answer = {{"verdict", to_string(decision.verdict)},
                            {"reason", to_string(decision.reason)}};
+  if (decision.would_deny) answer["would_deny"] = to_string(*decision.would_deny);
   answer["rule"] =
       decision.rule.empty() ? nlohmann::json(nullptr) : nlohmann::json(std::string(decision.rule));
   return CheckAnswer{200, std::move(answer)};

@@ -273,14 +273,23 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
                     600000);
   }
   if (const YAML::Node limits = root["limits"];
-      limits &&
-      loader.expect_map(limits, "limits", {"max_peek_bytes", "max_connections_per_sandbox"})) {
+      limits && loader.expect_map(limits, "limits",
+                                  {"max_peek_bytes", "max_connections_per_sandbox",
+                                   "max_connections", "max_peeking_per_sandbox"})) {
     if (limits["max_peek_bytes"])
       loader.number(limits["max_peek_bytes"], "limits.max_peek_bytes", config.limits.max_peek_bytes,
                     512, 1 << 20);
     if (limits["max_connections_per_sandbox"]) {
       loader.number(limits["max_connections_per_sandbox"], "limits.max_connections_per_sandbox",
                     config.limits.max_connections_per_sandbox, 1, 1000000);
+    }
+    if (limits["max_connections"]) {
+      loader.number(limits["max_connections"], "limits.max_connections",
+                    config.limits.max_connections, 0, 10000000);
+    }
+    if (limits["max_peeking_per_sandbox"]) {
+      loader.number(limits["max_peeking_per_sandbox"], "limits.max_peeking_per_sandbox",
+                    config.limits.max_peeking_per_sandbox, 1, 1000000);
     }
   }
   if (const YAML::Node dns = root["dns"];
@@ -318,14 +327,15 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     }
   }
   if (const YAML::Node guard = root["guard"];
-      guard && loader.expect_map(guard, "guard", {"deny"})) {
-    if (guard["deny"]) {
-      loader.strings(guard["deny"], "guard.deny", config.guard_deny);
-      auto compiled = Guard::compile(config.guard_deny);
-      if (auto* error = std::get_if<FieldError>(&compiled)) {
-        size_t index = std::stoul(error->field.substr(error->field.find('[') + 1));
-        loader.error(guard["deny"][index].Mark(), error->field + ": " + error->message);
-      }
+      guard && loader.expect_map(guard, "guard", {"deny", "allow"})) {
+    if (guard["deny"]) loader.strings(guard["deny"], "guard.deny", config.guard_deny);
+    if (guard["allow"]) loader.strings(guard["allow"], "guard.allow", config.guard_allow);
+    auto compiled = Guard::compile(config.guard_deny, config.guard_allow);
+    if (auto* error = std::get_if<FieldError>(&compiled)) {
+      const std::string& field = error->field;  // "guard.deny[2]" or "guard.allow[0]"
+      size_t index = std::stoul(field.substr(field.find('[') + 1));
+      const char* list = field.starts_with("guard.allow") ? "allow" : "deny";
+      loader.error(guard[list][index].Mark(), field + ": " + error->message);
     }
   }
   if (root["unknown_source"]) {

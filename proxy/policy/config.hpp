@@ -34,6 +34,8 @@ struct Config {
   struct {
     unsigned max_peek_bytes = 16384;
     unsigned max_connections_per_sandbox = 4096;
+    unsigned max_connections = 0;  // 0: from RLIMIT_NOFILE (connections_from_fd_limit)
+    unsigned max_peeking_per_sandbox = 256;
   } limits;
   struct {
     std::vector<std::string> servers;
@@ -44,7 +46,8 @@ struct Config {
     unsigned negative_ttl_s = 5;  // extension: NXDOMAIN/NODATA
     unsigned cache_size = 100000;
   } dns;
-  std::vector<std::string> guard_deny{"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"};
+  std::vector<std::string> guard_deny;   // added to Guard::floor()
+  std::vector<std::string> guard_allow;  // floor entries lifted on purpose
   Verdict unknown_source = Verdict::deny;
   OnUpdate on_update = OnUpdate::revoke;
   std::string access_log = "-";

@@ -100,6 +100,10 @@ bool IpPrefix::overlaps(const IpPrefix& other) const {
   return (address.bits & mask) == (other.address.bits & mask);
 }
 
+bool IpPrefix::is_v4_mapped() const {
+  return address.family == Family::v6 && length >= 96 && (address.bits >> 32) == 0xFFFF;
+}
+
 std::string IpPrefix::to_string() const {
   return address.to_string() + "/" + std::to_string(length);
 }

@@ -37,6 +37,9 @@ struct IpPrefix {
   bool contains(const IpAddress& candidate) const;
   bool overlaps(const IpPrefix& other) const;
   std::string to_string() const;
+  // ::ffff:0:0/96 or a prefix inside it: an IPv4 prefix written in IPv6. Destinations are
+  // unmapped before matching, so such a rule could never match; it is refused at load.
+  bool is_v4_mapped() const;
   bool operator==(const IpPrefix&) const = default;
 };
 

@@ -200,12 +200,14 @@ SandboxSpec spec_of(const Sandbox& sandbox) {
   spec.allow = sandbox.policy->rule_texts(true);
   spec.deny = sandbox.policy->rule_texts(false);
   spec.mode = sandbox.policy->mode();
+  spec.names_bypass_address_denies = sandbox.policy->names_bypass_address_denies();
   return spec;
 }
 
 bool same_spec(const SandboxSpec& a, const SandboxSpec& b) {
   return a.id == b.id && a.sources == b.sources && a.default_verdict == b.default_verdict &&
-         a.allow == b.allow && a.deny == b.deny && a.mode == b.mode;
+         a.allow == b.allow && a.deny == b.deny && a.mode == b.mode &&
+         a.names_bypass_address_denies == b.names_bypass_address_denies;
 }
 
 std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore::put(

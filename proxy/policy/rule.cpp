@@ -45,6 +45,9 @@ std::variant<Rule, std::string> parse_host(std::string_view host, bool bracketed
     if (auto* error = std::get_if<std::string>(&prefix)) return *error;
     rule.kind = RuleKind::address;
     rule.prefix = std::get<IpPrefix>(prefix);
+    if (rule.prefix.is_v4_mapped()) {
+      return std::string("an IPv4-mapped IPv6 prefix; write the IPv4 prefix instead");
+    }
     if (bracketed && rule.prefix.address.family != Family::v6) {
       return std::string("brackets are only for IPv6");
     }

@@ -1,5 +1,7 @@
 #include "policy/sandbox_policy.hpp"
 
+#include <algorithm>
+
 namespace egressd {
 
 std::string_view to_string(Mode mode) {
@@ -11,6 +13,7 @@ std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::
   auto policy = std::make_shared<CompiledPolicy>();
   policy->default_verdict_ = spec.default_verdict;
   policy->mode_ = spec.mode;
+  policy->names_bypass_address_denies_ = spec.names_bypass_address_denies;
   size_t text_bytes = 0;
   for (const auto& text : spec.allow) text_bytes += text.size();
   for (const auto& text : spec.deny) text_bytes += text.size();
@@ -29,8 +32,11 @@ std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::
       if (text.size() > UINT16_MAX) return FieldError{field, "rule too long"};
       const Rule& rule = std::get<Rule>(parsed);
       auto rule_id = static_cast<uint32_t>(policy->rules_.size());
+      bool catch_all =
+          rule.kind == RuleKind::any || (rule.kind == RuleKind::address && rule.prefix.length == 0);
       policy->rules_.push_back(RuleRecord{static_cast<uint32_t>(policy->texts_.size()),
-                                          static_cast<uint16_t>(text.size()), allow, rule.ports});
+                                          static_cast<uint16_t>(text.size()), allow, catch_all,
+                                          rule.ports});
       policy->texts_ += text;
       switch (rule.kind) {
         case RuleKind::exact_name:
@@ -91,6 +97,17 @@ Decision CompiledPolicy::decide(const std::string* name,
                                             : Decision{Verdict::deny, Reason::default_deny, {}};
 }
 
+std::string_view CompiledPolicy::address_denial(const IpAddress& address, uint16_t port) const {
+  if (names_bypass_address_denies_) return {};
+  auto port_matches = [&](uint32_t rule_id) { return rules_[rule_id].ports.contains(port); };
+  auto is_allow = [&](uint32_t rule_id) { return rules_[rule_id].allow; };
+  IpAddress plain = address.unmapped();
+  const CidrIndex& index = plain.family == Family::v4 ? v4_ : v6_;
+  uint32_t rule = index.lookup(plain.bits, port_matches, is_allow);
+  if (rule == CidrIndex::kNoRule || rules_[rule].allow || rules_[rule].catch_all) return {};
+  return text_of(rule);
+}
+
 std::vector<std::string> CompiledPolicy::rule_texts(bool allow) const {
   std::vector<std::string> texts;
   for (uint32_t id = 0; id < rules_.size(); ++id) {
@@ -105,19 +122,79 @@ size_t CompiledPolicy::memory_bytes() const {
          v4_.memory_bytes() + v6_.memory_bytes();
 }
 
-std::variant<Guard, FieldError> Guard::compile(const std::vector<std::string>& prefixes) {
-  Guard guard;
-  for (size_t i = 0; i < prefixes.size(); ++i) {
-    auto parsed = IpPrefix::parse(prefixes[i]);
-    if (auto* error = std::get_if<std::string>(&parsed)) {
-      return FieldError{"guard.deny[" + std::to_string(i) + "]",
-                        "\"" + prefixes[i] + "\": " + *error};
-    }
-    const IpPrefix& prefix = std::get<IpPrefix>(parsed);
-    (prefix.address.family == Family::v4 ? guard.v4_ : guard.v6_)
-        .add(prefix, static_cast<uint32_t>(i));
-    guard.texts_.push_back(prefixes[i]);
+const std::vector<std::string>& Guard::floor() {
+  static const std::vector<std::string> entries{
+      "0.0.0.0/8",          "::/128",
+      "127.0.0.0/8",        "::1/128",
+      "169.254.0.0/16",     "fe80::/10",
+      "224.0.0.0/4",        "ff00::/8",
+      "255.255.255.255/32", "fd00:ec2::254/128",
+      "100.100.100.200/32", "168.63.129.16/32",
+  };
+  return entries;
+}
+
+void Guard::add(const IpPrefix& prefix, std::string text) {
+  auto id = static_cast<uint32_t>(texts_.size());
+  texts_.push_back(std::move(text));
+  if (prefix.address.family == Family::v6) {
+    v6_.add(prefix, id);
+    return;
   }
+  v4_.add(prefix, id);
+  // The same IPv4 space spelt in IPv6: IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d,
+  // RFC 6052), where a NAT64 gateway on the path would turn it back into the IPv4 address.
+  for (uint128 base : {uint128(0xFFFF) << 32, uint128(0x0064FF9B) << 96}) {
+    IpPrefix wide{IpAddress{Family::v6, base | prefix.address.bits},
+                  static_cast<uint8_t>(96 + prefix.length)};
+    auto wide_id = static_cast<uint32_t>(texts_.size());
+    texts_.push_back(wide.to_string());
+    v6_.add(wide, wide_id);
+  }
+}
+
+std::variant<Guard, FieldError> Guard::compile(const std::vector<std::string>& deny,
+                                               const std::vector<std::string>& allow) {
+  Guard guard;
+  auto parse_list = [](const std::vector<std::string>& list, const char* field,
+                       std::vector<IpPrefix>& out) -> std::optional<FieldError> {
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto parsed = IpPrefix::parse(list[i]);
+      std::string where = std::string(field) + "[" + std::to_string(i) + "]";
+      if (auto* error = std::get_if<std::string>(&parsed))
+        return FieldError{where, "\"" + list[i] + "\": " + *error};
+      if (std::get<IpPrefix>(parsed).is_v4_mapped())
+        return FieldError{where, "\"" + list[i] +
+                                     "\": an IPv4-mapped IPv6 prefix; write the IPv4 prefix "
+                                     "(its mapped and NAT64 forms are guarded with it)"};
+      out.push_back(std::get<IpPrefix>(parsed));
+    }
+    return std::nullopt;
+  };
+  std::vector<IpPrefix> floor_prefixes, deny_prefixes, allow_prefixes;
+  parse_list(floor(), "guard.floor", floor_prefixes);
+  if (auto error = parse_list(deny, "guard.deny", deny_prefixes)) return *error;
+  if (auto error = parse_list(allow, "guard.allow", allow_prefixes)) return *error;
+  std::vector<bool> lifted(floor_prefixes.size(), false);
+  for (size_t i = 0; i < allow_prefixes.size(); ++i) {
+    auto found = std::find(floor_prefixes.begin(), floor_prefixes.end(), allow_prefixes[i]);
+    if (found == floor_prefixes.end()) {
+      std::string entries;
+      for (const auto& text : floor()) entries += (entries.empty() ? "" : ", ") + text;
+      return FieldError{"guard.allow[" + std::to_string(i) + "]",
+                        "\"" + allow[i] + "\" is not an entry of the built-in floor (" + entries +
+                            "); guard.allow can only lift one of those exactly"};
+    }
+    lifted[found - floor_prefixes.begin()] = true;
+  }
+  for (size_t i = 0; i < floor_prefixes.size(); ++i) {
+    if (lifted[i]) {
+      guard.lifted_.push_back(floor()[i]);
+    } else {
+      guard.add(floor_prefixes[i], floor()[i]);
+    }
+  }
+  for (size_t i = 0; i < deny_prefixes.size(); ++i) guard.add(deny_prefixes[i], deny[i]);
   guard.v4_.finish();
   guard.v6_.finish();
   return guard;
@@ -146,6 +223,7 @@ Decision decide(const Guard& guard, const CompiledPolicy* policy, Verdict unknow
   Decision decision = policy->decide(input.name, input.destination, input.port);
   if (decision.verdict == Verdict::deny && policy->mode() == Mode::audit) {
     decision.verdict = Verdict::allow;
+    decision.would_deny = decision.reason;
     decision.reason = Reason::audit_allow;
   }
   return decision;

@@ -27,6 +27,9 @@ struct SandboxSpec {
   std::vector<std::string> allow;
   std::vector<std::string> deny;
   Mode mode = Mode::enforce;
+  // E2B's documented meaning: an allowed domain beats denyOut, so address denies judge only
+  // the fast path and literal destinations, not the addresses dialled for an allowed name.
+  bool names_bypass_address_denies = false;
 };
 
 // A validation error with the field it is about ("egress.allow[2]") and why.
@@ -40,6 +43,7 @@ struct Decision {
   Reason reason = Reason::default_deny;
   std::string_view rule;  // the rule text as written; empty when none (default); lives as
                           // long as the policy or guard that decided
+  std::optional<Reason> would_deny;  // audit mode: the refusal this decision would have been
 };
 
 class CompiledPolicy {
@@ -51,7 +55,14 @@ class CompiledPolicy {
   Decision decide(const std::string* name, const std::optional<IpAddress>& destination,
                   uint16_t port) const;
 
+  // DESIGN.md: an address deny rule narrower than /0 names a place the sandbox must never reach,
+  // so it also holds against the address dialled for an allowed name. Returns the deny rule
+  // that decides `address` on `port` (longest prefix, allow wins ties), or empty when that
+  // rule is an allow, a catch-all, or none.
+  std::string_view address_denial(const IpAddress& address, uint16_t port) const;
+
   Verdict default_verdict() const { return default_verdict_; }
+  bool names_bypass_address_denies() const { return names_bypass_address_denies_; }
   Mode mode() const { return mode_; }
   std::vector<std::string> rule_texts(bool allow) const;
   size_t memory_bytes() const;
@@ -61,6 +72,7 @@ class CompiledPolicy {
     uint32_t text_offset;
     uint16_t text_length;
     bool allow;
+    bool catch_all;  // "*", 0.0.0.0/0, ::/0
     PortRange ports;
   };
   std::string_view text_of(uint32_t rule_id) const {
@@ -70,6 +82,7 @@ class CompiledPolicy {
 
   Verdict default_verdict_ = Verdict::deny;
   Mode mode_ = Mode::enforce;
+  bool names_bypass_address_denies_ = false;
   std::string texts_;
   std::vector<RuleRecord> rules_;
   std::vector<uint32_t> any_name_rules_;  // "*" and "*:PORTS"
@@ -78,15 +91,27 @@ class CompiledPolicy {
   CidrIndex v6_{128};
 };
 
-// Host-wide guard.deny: destinations no sandbox policy can open.
+// The host-wide guard (DESIGN.md Policy step 1): a built-in floor that no configuration can
+// shrink by accident, plus guard.deny; guard.allow lifts named floor entries on purpose.
 class Guard {
  public:
-  static std::variant<Guard, FieldError> compile(const std::vector<std::string>& prefixes);
+  // The floor as written in DESIGN.md, IPv4 entries without their mapped/NAT64 forms (those
+  // are added by compile() for every IPv4 entry).
+  static const std::vector<std::string>& floor();
+
+  // Errors name "guard.deny[i]" or "guard.allow[i]".
+  static std::variant<Guard, FieldError> compile(const std::vector<std::string>& deny,
+                                                 const std::vector<std::string>& allow = {});
   // The guard entry covering `destination`, or empty.
   std::string_view covering(const IpAddress& destination) const;
+  // The floor entries guard.allow lifted (for the start-up log).
+  const std::vector<std::string>& lifted() const { return lifted_; }
 
  private:
+  void add(const IpPrefix& prefix, std::string text);
+
   std::vector<std::string> texts_;
+  std::vector<std::string> lifted_;
   CidrIndex v4_{32};
   CidrIndex v6_{128};
 };

@@ -82,6 +82,7 @@ std::string access_log_line(const AccessRecord& r) {
   append_number(out, "bytes_up", r.bytes_up);
   append_number(out, "bytes_down", r.bytes_down);
   append_number(out, "duration_ms", static_cast<uint64_t>(r.duration_ms));
+  if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
   if (r.ech) out += ",\"ech\":true";
   if (!r.dialed.empty()) append_field(out, "dialed", r.dialed);
   out += '}';

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "policy/reason.hpp"
@@ -24,7 +25,8 @@ struct AccessRecord {
   uint64_t bytes_down = 0;
   double duration_ms = 0;
   bool ech = false;
-  std::string dialed;  // where egressd connected, when it differs from dst
+  std::string dialed;                // where egressd connected, when it differs from dst
+  std::optional<Reason> would_deny;  // audit mode: the refusal it would have been
 };
 
 class AccessLog {

@@ -1,10 +1,17 @@
 #pragma once
-// Live connections by sandbox: enforces limits.max_connections_per_sandbox, lists them for
-// the API and lets a policy change reach them. Each connection is owned by its worker thread;
-// others only post to its executor.
+// Live connections by sandbox: enforces the connection limits (DESIGN.md "What a connection
+// gets"), lists them for the API and lets a policy change reach them. Each connection is owned
+// by its worker thread; others only post to its executor.
+//
+// Fair sharing: once the daemon holds 3/4 of limits.max_connections, a sandbox that holds more
+// than its fair share, max_connections / (sandboxes holding connections + 1), is refused. So
+// one greedy sandbox stops at 3/4 and the last quarter stays open to the others, and several
+// greedy ones each stop near an equal share. Connections still peeking (no decision yet) are
+// capped per sandbox too: they hold descriptors while sending nothing.
 #include <asio/any_io_executor.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -58,21 +65,38 @@ struct LiveConnection {
   std::string name_;
   bool decided_ = false;
   std::optional<IpAddress> dialed_;
+  friend class ConnectionRegistry;
+  mutable bool peeking_ = false;  // guarded by the registry shard's mutex
+};
+
+struct ConnectionLimits {
+  unsigned per_sandbox = 4096;
+  unsigned total = 8192;
+  unsigned peeking_per_sandbox = 256;
 };
 
 class ConnectionRegistry {
  public:
-  // Registers `connection` unless its sandbox already has `limit` live connections.
-  bool admit(const std::shared_ptr<LiveConnection>& connection, unsigned limit);
+  // Registers `connection` (peeking: it starts in the peek phase) unless a limit refuses it.
+  bool admit(const std::shared_ptr<LiveConnection>& connection, const ConnectionLimits& limits,
+             bool peeking);
+  // The connection left the peek phase (decided, or refused).
+  void peek_done(const LiveConnection& connection);
   void remove(const LiveConnection& connection);
   std::vector<std::shared_ptr<LiveConnection>> of_sandbox(const std::string& sandbox) const;
+  size_t total() const { return total_.load(std::memory_order_relaxed); }
 
  private:
+  struct Tenant {
+    std::unordered_map<uint64_t, std::weak_ptr<LiveConnection>> connections;
+    unsigned peeking = 0;
+  };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::unordered_map<uint64_t, std::weak_ptr<LiveConnection>>>
-        by_sandbox;
+    std::unordered_map<std::string, Tenant> by_sandbox;
   };
+  std::atomic<size_t> total_{0};
+  std::atomic<size_t> tenants_{0};  // sandboxes holding at least one connection
   Shard& shard(const std::string& sandbox) const;
   mutable std::array<Shard, 32> shards_;
 };

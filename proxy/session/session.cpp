@@ -12,10 +12,13 @@
 #include <asio/write.hpp>
 
 #include <chrono>
+#include <cstring>
+#include <span>
 #include <vector>
 
 #include "inspect/client_hello.hpp"
 #include "inspect/http_request.hpp"
+#include "inspect/http_response.hpp"
 #include "net/socket_options.hpp"
 #include "session/refusal.hpp"
 #include "util/asio_tokens.hpp"
@@ -62,6 +65,25 @@ class Deadline {
   bool fired_ = false;
 };
 
+// The HTTP side of one connection: both directions are parsed (requests to decide each one,
+// responses to know when each request was answered and how an upgrade request was answered).
+struct HttpExchange {
+  HttpExchange(const asio::any_io_executor& executor, size_t capacity)
+      : requests(capacity), buffer(capacity), wake(executor) {
+    wake.expires_at(asio::steady_timer::time_point::max());
+  }
+  HttpRequestParser requests;
+  HttpResponseParser responses;
+  std::vector<uint8_t> buffer;  // client bytes: [0, parsed) parsed, [parsed, length) not yet
+  size_t length = 0, parsed = 0;
+  enum class Upgrade : uint8_t { none, waiting, switched, declined };
+  Upgrade upgrade = Upgrade::none;
+  bool denied = false;          // a later request was refused: the 403 follows the answers
+  bool opaque = false;          // audit mode: the client's bytes stopped being HTTP
+  bool upstream_ended = false;  // the server side is done
+  asio::steady_timer wake;      // the client side waits on it for the answer to an upgrade
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Worker& worker, tcp::socket client)
@@ -83,14 +105,18 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> run_fast_path();
   asio::awaitable<bool> peek_hello(ClientHelloParser& parser);
   asio::awaitable<void> run_http();
+  asio::awaitable<bool> read_first_head(HttpExchange& exchange);
+  asio::awaitable<void> http_client_side(HttpExchange& exchange);
+  asio::awaitable<void> http_server_side(HttpExchange& exchange);
   asio::awaitable<bool> connect_upstream();
   asio::awaitable<std::optional<Reason>> verify_destination(bool may_redirect);
+  asio::awaitable<void> pass_through_audited(std::span<const uint8_t> pending);
   void start_relay();
   void direction_done();
-  asio::awaitable<void> http_upstream_loop(HttpRequestParser& parser, std::vector<uint8_t>& buffer,
-                                           size_t length, size_t parsed, bool& denied);
   Decision decide_now(const std::string* name);
+  bool enforced(Reason reason);
   asio::awaitable<void> deny(Reason reason);
+  void leave_peek();
   void finish(Reason reason);
   void abort(Reason reason);
   bool admit();
@@ -111,6 +137,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string name_;
   Decision decision_;
   std::string rule_;  // the deciding rule's text, copied: the policy may be replaced meanwhile
+  std::optional<Reason> would_deny_;  // audit mode: the first refusal that was let through
   uint64_t bytes_up_ = 0, bytes_down_ = 0;
   bool ech_ = false;
   bool finished_ = false;
@@ -139,14 +166,33 @@ Decision Session::decide_now(const std::string* name) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   decision_ = decision;
   rule_ = std::string(decision.rule);
+  if (decision.would_deny && !would_deny_) would_deny_ = decision.would_deny;
   if (live_ && decision.verdict == Verdict::allow) live_->set_decided(name_);
   return decision;
+}
+
+// A refusal the policy calls for. In audit mode it is only noted (would_deny) and the
+// connection goes on; the guard, unknown sources and the resource limits hold in every mode.
+bool Session::enforced(Reason reason) {
+  bool auditing = sandbox_ && sandbox_->policy->mode() == Mode::audit;
+  if (!auditing || reason == Reason::guarded_destination || reason == Reason::unknown_source ||
+      reason == Reason::connection_limit || reason == Reason::revoked)
+    return true;
+  if (!would_deny_) would_deny_ = reason;
+  decision_ = Decision{Verdict::allow, Reason::audit_allow, {}, reason};
+  return false;
+}
+
+void Session::leave_peek() {
+  if (live_) shared_.registry.peek_done(*live_);
 }
 
 void Session::finish(Reason reason) {
   if (finished_) return;
   finished_ = true;
   if (live_) shared_.registry.remove(*live_);
+  // Whatever decided last, a connection that audit mode let past a refusal is audit_allow.
+  if (would_deny_ && verdict_of(reason) == Verdict::allow) reason = Reason::audit_allow;
   shared_.metrics.connection_finished(reason);
   AccessRecord record;
   record.sandbox = sandbox_ ? sandbox_->id : std::string();
@@ -164,11 +210,12 @@ void Session::finish(Reason reason) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
           .count();
   record.ech = ech_;
+  if (reason == Reason::audit_allow) record.would_deny = would_deny_;
   if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
   shared_.access_log.write(record);
-  if (sandbox_ && record.verdict == Verdict::deny) {
+  if (sandbox_ && (record.verdict == Verdict::deny || record.would_deny)) {
     shared_.denials.record(sandbox_->id, Denial{std::chrono::system_clock::now(), destination_,
-                                                port_, name_, reason, rule_});
+                                                port_, name_, reason, rule_, record.would_deny});
   }
 }
 
@@ -178,6 +225,7 @@ void Session::abort(Reason reason) {
 }
 
 asio::awaitable<void> Session::deny(Reason reason) {
+  leave_peek();
   // A named local: GCC 12 mishandles temporaries of conditional expressions in co_await.
   std::string host = name_;
   if (host.empty()) host = destination_.to_string();
@@ -185,11 +233,12 @@ asio::awaitable<void> Session::deny(Reason reason) {
   finish(reason);
 }
 
+// Every connection is registered, an unknown source's under the empty id: all of them hold
+// descriptors, so all of them count against limits.max_connections.
 bool Session::admit() {
-  if (!sandbox_) return true;
   live_ = std::make_shared<LiveConnection>();
   live_->serial = shared_.next_serial.fetch_add(1, std::memory_order_relaxed);
-  live_->sandbox = sandbox_->id;
+  live_->sandbox = sandbox_ ? sandbox_->id : std::string();
   live_->source = source_;
   live_->source_port = source_port_;
   live_->destination = destination_;
@@ -201,7 +250,9 @@ bool Session::admit() {
   live_->abort = [weak](Reason reason) {
     if (auto self = weak.lock()) self->abort(reason);
   };
-  if (shared_.registry.admit(live_, settings_->max_connections_per_sandbox)) return true;
+  ConnectionLimits limits{settings_->max_connections_per_sandbox, settings_->max_connections,
+                          settings_->max_peeking_per_sandbox};
+  if (shared_.registry.admit(live_, limits, proto_ != Proto::tcp)) return true;
   live_.reset();
   return false;
 }
@@ -238,27 +289,55 @@ asio::awaitable<void> Session::run(const tcp::endpoint& remote) {
   if (!relaying_) finish(aborted_.value_or(decision_.reason));
 }
 
-// After a domain rule allowed: resolve the name and pick where to dial (dns.verify). Returns
-// the refusal reason, or nothing when the connection may proceed. `may_redirect` is false once
-// an upstream is connected (a later HTTP request): then only the connected address will do.
+// After a domain rule allowed: resolve the name and pick where to dial (dns.verify), never a
+// guarded address nor one an address deny rule of the sandbox names. Returns the refusal
+// reason, or nothing when the connection may proceed. `may_redirect` is false once an upstream
+// is connected (a later HTTP request): then only the connected address will do.
 asio::awaitable<std::optional<Reason>> Session::verify_destination(bool may_redirect) {
-  if (decision_.reason != Reason::allowed_domain || settings_->dns_verify == DnsVerify::off) {
-    co_return std::nullopt;
+  if (decision_.reason != Reason::allowed_domain) co_return std::nullopt;
+  DnsVerify mode = settings_->dns_verify;
+  if (mode != DnsVerify::off && !may_redirect) mode = DnsVerify::strict;
+  DnsAnswer answer;
+  if (mode != DnsVerify::off) {
+    answer = co_await worker_.dns.lookup(name_);
+    if (aborted_) co_return aborted_;
   }
-  DnsAnswer answer = co_await worker_.dns.lookup(name_);
-  if (aborted_) co_return aborted_;
   IpAddress target = dial_.value_or(destination_);
-  DnsVerify mode = may_redirect ? settings_->dns_verify : DnsVerify::strict;
-  Verification verdict = choose_destination(mode, answer, target, settings_->guard);
+  Verification verdict = choose_destination(mode, answer, target, settings_->guard,
+                                            sandbox_ ? sandbox_->policy.get() : nullptr, port_);
   if (!verdict.dial) {
-    shared_.metrics.dns_verification("refused");
-    decision_ = Decision{Verdict::deny, verdict.refusal, {}};
+    if (mode != DnsVerify::off) shared_.metrics.dns_verification("refused");
+    decision_ = Decision{Verdict::deny, verdict.refusal, verdict.rule, std::nullopt};
+    rule_ = std::string(verdict.rule);
     co_return verdict.refusal;
   }
-  shared_.metrics.dns_verification(*verdict.dial == destination_ ? "original" : "redirected");
+  if (mode != DnsVerify::off) {
+    shared_.metrics.dns_verification(*verdict.dial == destination_ ? "original" : "redirected");
+  }
   dial_ = *verdict.dial;
   if (live_) live_->set_dialed(*dial_);
   co_return std::nullopt;
+}
+
+// Audit mode, after a protocol refusal (not TLS, not HTTP, no name, timeout): the bytes go to
+// the original destination as they are, if the guard and the address rules let them.
+asio::awaitable<void> Session::pass_through_audited(std::span<const uint8_t> pending) {
+  Decision decision = decide_now(nullptr);
+  if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
+  leave_peek();
+  dial_.reset();
+  if (!co_await connect_upstream()) co_return;
+  if (!pending.empty()) {
+    auto [error, written] = co_await asio::async_write(
+        upstream_, asio::buffer(pending.data(), pending.size()), use_nothrow);
+    if (error) {
+      reset_both(client_, upstream_);
+      co_return;
+    }
+    bytes_up_ += written;
+    shared_.metrics.bytes_up(static_cast<double>(written));
+  }
+  start_relay();
 }
 
 asio::awaitable<void> Session::run_fast_path() {
@@ -340,11 +419,21 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
   phase_.enter(Phase::peek);
   const size_t capacity = settings_->max_peek_bytes;
   auto buffer = std::make_unique_for_overwrite<uint8_t[]>(capacity);  // no zero-filling
+  size_t length = 0;
+  // A protocol refusal: enforced, or (audit) the bytes pass through untouched.
+  auto refused = [&](Reason reason) -> asio::awaitable<bool> {
+    if (enforced(reason)) {
+      co_await deny(reason);
+    } else {
+      co_await pass_through_audited(std::span(buffer.get(), length));
+    }
+    co_return false;
+  };
   // Usually the whole hello arrived before the accept completed: read it without a timer.
   asio::error_code first_error;
-  size_t length = client_.read_some(asio::buffer(buffer.get(), capacity), first_error);
+  length = client_.read_some(asio::buffer(buffer.get(), capacity), first_error);
   if (first_error && first_error != asio::error::would_block)
-    co_return co_await deny(Reason::not_tls), false;
+    co_return co_await refused(Reason::not_tls);
   if (length > 0) parser.feed(std::span(buffer.get(), length));
   if (parser.status() == ParseStatus::need_more) {
     Deadline deadline(client_, settings_->peek_ms);
@@ -352,21 +441,23 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
       auto [error, n] = co_await client_.async_read_some(
           asio::buffer(buffer.get() + length, capacity - length), use_nothrow);
       if (error) {
-        if (deadline.fired()) co_return co_await deny(Reason::peek_timeout), false;
+        if (deadline.fired()) co_return co_await refused(Reason::peek_timeout);
         if (aborted_) co_return false;
-        co_return co_await deny(length == 0 ? Reason::not_tls : Reason::malformed_tls), false;
+        co_return co_await refused(length == 0 ? Reason::not_tls : Reason::malformed_tls);
       }
       parser.feed(std::span(buffer.get() + length, n));
       length += n;
     }
   }
-  if (parser.status() == ParseStatus::refused) co_return co_await deny(parser.refusal()), false;
-  if (parser.status() != ParseStatus::done) co_return co_await deny(Reason::hello_too_large), false;
+  if (parser.status() == ParseStatus::refused) co_return co_await refused(parser.refusal());
+  if (parser.status() != ParseStatus::done) co_return co_await refused(Reason::hello_too_large);
   name_ = parser.facts().name;
   ech_ = parser.facts().ech;
   Decision decision = decide_now(&name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason), false;
-  if (auto refusal = co_await verify_destination(true)) co_return co_await deny(*refusal), false;
+  if (auto refusal = co_await verify_destination(true); refusal && enforced(*refusal))
+    co_return co_await deny(*refusal), false;
+  leave_peek();
   if (!co_await connect_upstream()) co_return false;
   auto [error, written] =
       co_await asio::async_write(upstream_, asio::buffer(buffer.get(), length), use_nothrow);
@@ -385,130 +476,181 @@ asio::awaitable<void> Session::run_inspected() {
   start_relay();
 }
 
-// HTTP: every request head client->server is parsed and decided before it is relayed; the
-// server->client direction is spliced. A later request that is denied gets the 403 after the
-// server finished answering the earlier ones, then the connection closes.
-asio::awaitable<void> Session::run_http() {
-  phase_.enter(Phase::peek);
-  HttpRequestParser parser(settings_->max_peek_bytes);
-  std::vector<uint8_t> buffer(settings_->max_peek_bytes);
-  size_t length = 0, parsed = 0;
-  bool have_head = false;
-  // Parses what the buffer holds; false (after refusing) when the client's bytes are refused.
-  auto parse_buffered = [&]() {
-    while (parsed < length) {
-      size_t used = 0;
-      auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
-      parsed += used;
-      if (event == HttpRequestParser::Event::refused) return false;
-      if (event == HttpRequestParser::Event::head_complete) {
-        have_head = true;
-        break;
-      }
+// Reads until the first request head is complete. False (after refusing, or after passing the
+// bytes through in audit mode) when the connection ends here.
+asio::awaitable<bool> Session::read_first_head(HttpExchange& ex) {
+  auto refused = [&](Reason reason) -> asio::awaitable<bool> {
+    if (enforced(reason)) {
+      co_await deny(reason);
+    } else {
+      co_await pass_through_audited(std::span(ex.buffer.data(), ex.length));
     }
-    return true;
+    co_return false;
+  };
+  // Parses what the buffer holds: true once a head is complete; a refusal is remembered.
+  std::optional<Reason> refusal;
+  auto parse_buffered = [&]() {
+    while (ex.parsed < ex.length) {
+      size_t used = 0;
+      auto event =
+          ex.requests.feed(std::span(ex.buffer.data() + ex.parsed, ex.length - ex.parsed), used);
+      ex.parsed += used;
+      if (event == HttpRequestParser::Event::refused) {
+        refusal = ex.requests.refusal();
+        return false;
+      }
+      if (event == HttpRequestParser::Event::head_complete) return true;
+    }
+    return false;
   };
   // Usually the request head arrived before the accept completed: read it without a timer.
   asio::error_code first_error;
-  length = client_.read_some(asio::buffer(buffer), first_error);
+  ex.length = client_.read_some(asio::buffer(ex.buffer), first_error);
   if (first_error && first_error != asio::error::would_block)
-    co_return co_await deny(Reason::not_http);
-  if (!parse_buffered()) co_return co_await deny(parser.refusal());
-  if (!have_head) {
-    Deadline deadline(client_, settings_->peek_ms);
-    while (!have_head) {
-      if (length == buffer.size()) co_return co_await deny(Reason::malformed_host);
-      auto [error, n] = co_await client_.async_read_some(
-          asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
-      if (error) {
-        if (deadline.fired()) co_return co_await deny(Reason::peek_timeout);
-        if (aborted_) co_return;
-        co_return co_await deny(Reason::not_http);
-      }
-      length += n;
-      if (!parse_buffered()) co_return co_await deny(parser.refusal());
+    co_return co_await refused(Reason::not_http);
+  if (parse_buffered()) co_return true;
+  if (refusal) co_return co_await refused(*refusal);
+  Deadline deadline(client_, settings_->peek_ms);
+  for (;;) {
+    if (ex.length == ex.buffer.size()) co_return co_await refused(Reason::malformed_host);
+    auto [error, n] = co_await client_.async_read_some(
+        asio::buffer(ex.buffer.data() + ex.length, ex.buffer.size() - ex.length), use_nothrow);
+    if (error) {
+      if (deadline.fired()) co_return co_await refused(Reason::peek_timeout);
+      if (aborted_) co_return false;
+      co_return co_await refused(Reason::not_http);
     }
+    ex.length += n;
+    if (parse_buffered()) co_return true;
+    if (refusal) co_return co_await refused(*refusal);
   }
-  const RequestHead& head = parser.head();
+}
+
+// HTTP: every request head client->server is parsed and decided before it is relayed; bodies
+// are relayed as they arrive; responses are followed (never changed). A later request that is
+// denied gets the 403 once the server has answered the requests before it; then the
+// connection closes. An upgrade request holds the client's next bytes until the origin's
+// answer is known: only a 101 makes the rest opaque.
+asio::awaitable<void> Session::run_http() {
+  phase_.enter(Phase::peek);
+  HttpExchange ex(client_.get_executor(), settings_->max_peek_bytes);
+  if (!co_await read_first_head(ex)) co_return;
+  const RequestHead& head = ex.requests.head();
   name_ = head.name;
   Decision decision = decide_now(name_.empty() ? nullptr : &name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
-  if (auto refusal = co_await verify_destination(true)) co_return co_await deny(*refusal);
+  if (auto refusal = co_await verify_destination(true); refusal && enforced(*refusal))
+    co_return co_await deny(*refusal);
+  leave_peek();
   if (!co_await connect_upstream()) co_return;
   phase_.enter(Phase::relay);
-
-  bool denied = false;
-  Metrics& metrics = shared_.metrics;
-  auto down = [this, &metrics](size_t n) {
-    bytes_down_ += n;
-    metrics.bytes_down(static_cast<double>(n));
-  };
-  co_await (http_upstream_loop(parser, buffer, length, parsed, denied) &&
-            splice_one_way(upstream_, client_, worker_.pipes, down, &denied));
+  ex.responses.request_sent(head.head_method, head.upgrade);
+  co_await (http_client_side(ex) && http_server_side(ex));
   asio::error_code ignored;
   upstream_.close(ignored);
-  if (denied && client_.is_open()) {
+  if (ex.denied && client_.is_open()) {
     co_await refuse(client_, Proto::http, decision_.reason, name_);
   }
   client_.close(ignored);
 }
 
-asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
-                                                  std::vector<uint8_t>& buffer, size_t length,
-                                                  size_t parsed, bool& denied) {
-  size_t safe = parsed;  // bytes[0, safe) may be relayed: their heads were allowed
-  bool upgraded = false;
+asio::awaitable<void> Session::http_client_side(HttpExchange& ex) {
+  using Event = HttpRequestParser::Event;
+  size_t safe = ex.parsed;  // bytes [0, safe) may be relayed: their heads were allowed
   for (;;) {
-    while (!denied && !upgraded && parsed < length) {
+    // An upgrade request without a body is pending as soon as its head was parsed.
+    bool upgrade_pending = !ex.opaque && ex.requests.upgrade_pending();
+    while (!ex.denied && !ex.opaque && !upgrade_pending && ex.parsed < ex.length) {
       size_t used = 0;
-      auto event = parser.feed(std::span(buffer.data() + parsed, length - parsed), used);
-      parsed += used;
-      if (event == HttpRequestParser::Event::head_complete) {
-        const RequestHead& head = parser.head();
-        name_ = head.name;
-        Decision decision = decide_now(name_.empty() ? nullptr : &name_);
-        if (decision.verdict == Verdict::allow) {
-          // A later Host must resolve to the server this connection already reached.
-          if (auto refusal = co_await verify_destination(false)) decision = decision_;
-        }
-        if (decision.verdict == Verdict::deny) {
-          denied = true;
+      auto event =
+          ex.requests.feed(std::span(ex.buffer.data() + ex.parsed, ex.length - ex.parsed), used);
+      ex.parsed += used;
+      switch (event) {
+        case Event::head_complete: {
+          const RequestHead& head = ex.requests.head();
+          name_ = head.name;
+          Decision decision = decide_now(name_.empty() ? nullptr : &name_);
+          if (decision.verdict == Verdict::allow) {
+            // A later Host must resolve to the server this connection already reached.
+            if (auto refusal = co_await verify_destination(false); refusal && enforced(*refusal))
+              decision = decision_;
+          }
+          if (decision.verdict == Verdict::deny) {
+            ex.denied = true;
+            break;
+          }
+          ex.responses.request_sent(head.head_method, head.upgrade);
+          safe = ex.parsed;
+          upgrade_pending = ex.requests.upgrade_pending();
           break;
         }
-        safe = parsed;
-      } else if (event == HttpRequestParser::Event::refused) {
-        decision_ = Decision{Verdict::deny, parser.refusal(), {}};
-        rule_.clear();
-        denied = true;
-      } else if (event == HttpRequestParser::Event::upgraded) {
-        upgraded = true;
-        safe = length;
-      } else if (!parser.inside_head()) {
-        safe = parsed;
+        case Event::message_complete:
+          safe = ex.parsed;
+          break;
+        case Event::upgrade_pending:
+          safe = ex.parsed;
+          upgrade_pending = true;
+          break;
+        case Event::refused:
+          if (enforced(ex.requests.refusal())) {
+            decision_ = Decision{Verdict::deny, ex.requests.refusal(), {}, std::nullopt};
+            rule_.clear();
+            ex.denied = true;
+          } else {
+            ex.opaque = true;  // audit: what follows is relayed as it is
+            safe = ex.length;
+          }
+          break;
+        case Event::need_more:
+          if (!ex.requests.inside_head()) safe = ex.parsed;  // body bytes go as they arrive
+          break;
       }
     }
     if (safe > 0) {
       auto [error, written] =
-          co_await asio::async_write(upstream_, asio::buffer(buffer.data(), safe), use_nothrow);
+          co_await asio::async_write(upstream_, asio::buffer(ex.buffer.data(), safe), use_nothrow);
       if (error) {
         if (!aborted_) reset_both(client_, upstream_);
         co_return;
       }
       bytes_up_ += written;
       shared_.metrics.bytes_up(static_cast<double>(written));
-      std::memmove(buffer.data(), buffer.data() + safe, length - safe);
-      length -= safe;
-      parsed -= safe;
+      std::memmove(ex.buffer.data(), ex.buffer.data() + safe, ex.length - safe);
+      ex.length -= safe;
+      ex.parsed -= safe;
       safe = 0;
     }
-    if (denied) {
+    if (ex.denied) {
       // Let the server finish what it was answering, then the 403 follows on the client side.
       asio::error_code ignored;
       upstream_.shutdown(tcp::socket::shutdown_send, ignored);
       upstream_finish_deadline_.emplace(upstream_, settings_->peek_ms);  // bounded wait
+      // Everything before the refused request is answered already: stop waiting for more.
+      if (ex.responses.outstanding() == 0 && ex.responses.between_messages())
+        upstream_.cancel(ignored);
       co_return;
     }
-    if (upgraded) {
+    if (upgrade_pending) {
+      // Answered already (not with a 101: the server side would have said switched)?
+      if (ex.upgrade == HttpExchange::Upgrade::none) {
+        ex.upgrade = ex.responses.outstanding() == 0 ? HttpExchange::Upgrade::declined
+                                                     : HttpExchange::Upgrade::waiting;
+      }
+      while (ex.upgrade == HttpExchange::Upgrade::waiting && !ex.upstream_ended)
+        co_await ex.wake.async_wait(use_nothrow);
+      if (ex.upgrade != HttpExchange::Upgrade::switched &&
+          ex.upgrade != HttpExchange::Upgrade::declined)
+        co_return;  // the server side ended first
+      if (ex.upgrade == HttpExchange::Upgrade::switched) ex.opaque = true;
+      ex.upgrade = HttpExchange::Upgrade::none;
+      if (!ex.opaque) {
+        ex.requests.upgrade_declined();
+        continue;  // what the client sent meanwhile is the next request
+      }
+      safe = ex.length;  // the new protocol's first bytes, if the client sent some already
+      continue;
+    }
+    if (ex.opaque) {
       auto up = [this](size_t n) {
         bytes_up_ += n;
         shared_.metrics.bytes_up(static_cast<double>(n));
@@ -516,13 +658,13 @@ asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
       co_await splice_one_way(client_, upstream_, worker_.pipes, up);
       co_return;
     }
-    if (length == buffer.size()) {  // a head larger than the cap; the parser refuses first
-      denied = true;
-      decision_ = Decision{Verdict::deny, Reason::malformed_host, {}};
+    if (ex.length == ex.buffer.size()) {  // a head larger than the cap; the parser refuses first
+      ex.denied = true;
+      decision_ = Decision{Verdict::deny, Reason::malformed_host, {}, std::nullopt};
       co_return;
     }
     auto [error, n] = co_await client_.async_read_some(
-        asio::buffer(buffer.data() + length, buffer.size() - length), use_nothrow);
+        asio::buffer(ex.buffer.data() + ex.length, ex.buffer.size() - ex.length), use_nothrow);
     if (error == asio::error::eof) {
       asio::error_code ignored;
       upstream_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -532,8 +674,67 @@ asio::awaitable<void> Session::http_upstream_loop(HttpRequestParser& parser,
       if (!aborted_ && error != asio::error::operation_aborted) reset_both(client_, upstream_);
       co_return;
     }
-    length += n;
+    ex.length += n;
   }
+}
+
+asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
+  using Event = HttpResponseParser::Event;
+  auto down = [this](size_t n) {
+    bytes_down_ += n;
+    shared_.metrics.bytes_down(static_cast<double>(n));
+  };
+  auto ended = [&ex]() {
+    ex.upstream_ended = true;
+    ex.wake.cancel();
+  };
+  std::vector<uint8_t> buffer(16384);
+  for (;;) {
+    // Refused later request: once every request before it is answered, the 403 can follow.
+    if (ex.denied && ex.responses.outstanding() == 0 && ex.responses.between_messages()) break;
+    auto [error, n] = co_await upstream_.async_read_some(asio::buffer(buffer), use_nothrow);
+    if (error) {
+      if (error == asio::error::eof) {
+        asio::error_code ignored;
+        if (!ex.denied) client_.shutdown(tcp::socket::shutdown_send, ignored);  // half-close
+      } else if (!aborted_ && !ex.denied && error != asio::error::operation_aborted) {
+        reset_both(client_, upstream_);  // the server reset: so does the client's side
+      }
+      break;
+    }
+    bool switched = false;
+    for (size_t offset = 0; offset < n && !switched;) {
+      size_t used = 0;
+      auto event = ex.responses.feed(std::span(buffer.data() + offset, n - offset), used);
+      offset += used;
+      if (event == Event::answered && ex.upgrade == HttpExchange::Upgrade::waiting &&
+          ex.responses.outstanding() == 0) {
+        ex.upgrade = HttpExchange::Upgrade::declined;  // the upgrade request got a final answer
+        ex.wake.cancel();
+      } else if (event == Event::switched) {
+        switched = true;
+      } else if (event == Event::malformed) {
+        // Responses can no longer be followed, so neither can an upgrade: end it.
+        if (!aborted_) reset_both(client_, upstream_);
+        ended();
+        co_return;
+      }
+    }
+    auto [write_error, written] =
+        co_await asio::async_write(client_, asio::buffer(buffer.data(), n), use_nothrow);
+    if (write_error) {
+      if (!aborted_) reset_both(client_, upstream_);
+      break;
+    }
+    down(written);
+    if (switched) {
+      ex.upgrade = HttpExchange::Upgrade::switched;
+      ex.wake.cancel();
+      co_await splice_one_way(upstream_, client_, worker_.pipes, down);
+      co_return;
+    }
+  }
+  ended();
 }
 
 }  // namespace

@@ -61,6 +61,28 @@ def reframe(records, size):
     return out
 
 
+def read_response(s, buf):
+    """One HTTP response from s (buf: bytes already read); returns (status | body, rest) or
+    (None, b"") when the connection ended first."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            return None, b""
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    while len(rest) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    status = head.split(b"\r\n")[0].decode()
+    return status + " | " + rest[:length].decode("latin1").strip(), rest[length:]
+
+
 def describe_tls_answer(data, end):
     if data[:1] == b"\x16":
         return "server_hello"
@@ -122,6 +144,42 @@ def main():
                 rest += chunk
             statuses.append(head.split(b"\r\n")[0].decode() + " | " + rest[:length].decode().strip())
         out = {"statuses": statuses}
+    elif cmd == "pipeline":  # pipeline IP PORT HEX: all requests in one write, every answer
+        s = connect(args[0], int(args[1]))
+        s.sendall(bytes.fromhex(args[2]))
+        statuses, buf = [], b""
+        try:
+            while len(statuses) < 20:
+                status, buf = read_response(s, buf)
+                if status is None:
+                    statuses.append("closed")
+                    break
+                if not status.startswith("HTTP/1.1 100 "):
+                    statuses.append(status)
+        except ConnectionResetError:
+            statuses.append("reset")
+        except socket.timeout:
+            statuses.append("timeout")
+        out = {"statuses": statuses}
+    elif cmd == "upgrade":  # upgrade IP PORT HOST: 101, then raw bytes that look like a request
+        s = connect(args[0], int(args[1]))
+        s.sendall(f"GET /ws HTTP/1.1\r\nHost: {args[2]}\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n".encode())
+        status, rest = read_response(s, b"")
+        raw = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        s.sendall(raw)
+        data = rest
+        while len(data) < len(raw):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        out = {"status": status, "echo": data.decode("latin1")}
+    elif cmd == "silentmany":  # silentmany IP PORT COUNT SECONDS: COUNT connections, no bytes
+        socks = []
+        for _ in range(int(args[2])):
+            socks.append(connect(args[0], int(args[1])))
+        time.sleep(float(args[3]))
+        out = {"opened": len(socks)}
     elif cmd == "echo":  # echo IP PORT
         s = connect(args[0], int(args[1]))
         s.sendall(b"ping")

@@ -7,10 +7,14 @@ Each listens on ADDRESS:PORT for the address families given, and behaves by port
   9002 reset: sends 1 MiB, then resets the connection (SO_LINGER 0)
   9003 server-first half-close: sends "hello", shuts down its write side, reads what the client
        still sends until its EOF, logs "9003 received N" and closes
+  80   HTTP/1.1 origin that reads every request body whole before it answers (Content-Length,
+       chunked, Expect: 100-continue), keeps connections alive, logs "80 HOST METHOD PATH N"
+       per request, and answers an upgrade request (Connection: upgrade + Upgrade) with
+       101 Switching Protocols, then echoes raw bytes; "/no-upgrade" declines with a 200.
 Every accepted connection is appended to LOG as "port peer" lines so tests can tell whether
 the origin ever saw a connection.
 """
-import socket, struct, sys, threading
+import hashlib, socket, struct, sys, threading
 
 log_path = sys.argv[1]
 addresses = sys.argv[2:]
@@ -31,9 +35,60 @@ def read_all(conn):
         total += len(data)
 
 
+def read_line(f):
+    line = f.readline(65537)
+    if not line.endswith(b"\n"):
+        raise OSError("short line")
+    return line
+
+
+def http_origin(conn):
+    """One keep-alive HTTP/1.1 connection; the body is read whole before any answer."""
+    f = conn.makefile("rb")
+    while True:
+        request = f.readline(65537)
+        if not request:
+            return
+        method, path, _ = request.decode("latin1").split(" ", 2)
+        headers = {}
+        while True:
+            line = read_line(f).decode("latin1").rstrip("\r\n")
+            if not line:
+                break
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if headers.get("expect", "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = b""
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:
+                size = int(read_line(f).split(b";")[0], 16)
+                body += f.read(size)
+                read_line(f)
+                if size == 0:
+                    break
+        else:
+            body = f.read(int(headers.get("content-length", "0")))
+        host = headers.get("host", "-")
+        log(80, f"{host} {method} {path} {len(body)}")
+        upgrade = "upgrade" in headers.get("connection", "").lower() and "upgrade" in headers
+        if upgrade and path != "/no-upgrade":
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "
+                         + headers["upgrade"].encode() + b"\r\n\r\n")
+            while True:  # the new protocol: raw echo
+                data = f.read1(65536)
+                if not data:
+                    return
+                conn.sendall(data)
+        answer = f"{method} {path} host {host} got {len(body)} {hashlib.sha256(body).hexdigest()[:16]}\n"
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(answer)}\r\n\r\n{answer}".encode())
+
+
 def handle(conn, port):
     try:
-        if port == 9000:
+        if port == 80:
+            http_origin(conn)
+        elif port == 9000:
             while True:
                 data = conn.recv(65536)
                 if not data:
@@ -73,5 +128,8 @@ def serve(address, port):
 for address in addresses:
     for port in (9000, 9001, 9002, 9003):
         threading.Thread(target=serve, args=(address, port), daemon=True).start()
+for address in ("198.18.0.11", "fd00:198::11"):
+    if address in addresses:
+        threading.Thread(target=serve, args=(address, 80), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()

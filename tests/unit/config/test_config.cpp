@@ -32,8 +32,10 @@ TEST_CASE("Config: defaults as DESIGN.md documents") {
   CHECK(c.limits.max_connections_per_sandbox == 4096);
   CHECK(c.dns.servers.empty());
   CHECK(c.dns.verify == DnsVerify::dial);
-  CHECK(c.guard_deny ==
-        std::vector<std::string>{"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"});
+  CHECK(c.guard_deny.empty());  // the built-in floor holds without it
+  CHECK(c.guard_allow.empty());
+  CHECK(c.limits.max_connections == 0);
+  CHECK(c.limits.max_peeking_per_sandbox == 256);
   CHECK(c.unknown_source == Verdict::deny);
   CHECK(c.on_update == OnUpdate::revoke);
   CHECK(c.access_log == "-");
@@ -96,7 +98,7 @@ TEST_CASE("check_request answers like POST /v1/check") {
   const Config& c = std::get<Config>(loaded);
   PolicyStore store;
   REQUIRE_FALSE(store.replace_all(c.sandboxes));
-  auto guard = std::get<Guard>(Guard::compile(c.guard_deny));
+  auto guard = std::get<Guard>(Guard::compile(c.guard_deny, c.guard_allow));
   auto ask = [&](const char* json) {
     return check_request(*store.snapshot(), guard, c.unknown_source, nlohmann::json::parse(json));
   };

@@ -108,6 +108,41 @@ TEST_CASE("choose_destination: dial, strict, off, guard") {
             .refusal == Reason::dns_failure);
 }
 
+TEST_CASE("choose_destination: the floor and the sandbox's address denies hold for every dial") {
+  // A name whose answer is 0.0.0.0 or :: would make connect() reach the proxy host itself.
+  Guard floor_only = std::get<Guard>(Guard::compile({}));
+  for (const char* local : {"0.0.0.0", "::", "127.0.0.1", "::1", "::ffff:127.0.0.1"}) {
+    CAPTURE(local);
+    DnsAnswer a{DnsStatus::ok, {IpAddress::parse(local)->unmapped()}, 60};
+    auto v = choose_destination(DnsVerify::dial, a, ip("198.18.0.66"), floor_only);
+    CHECK_FALSE(v.dial);
+    CHECK(v.refusal == Reason::guarded_destination);
+  }
+  SandboxSpec spec;
+  spec.id = "t";
+  spec.allow = {"*:80"};
+  spec.deny = {"198.18.9.11", "0.0.0.0/0"};
+  auto policy = std::get<std::shared_ptr<const CompiledPolicy>>(CompiledPolicy::compile(spec));
+  auto only_denied = answer({"198.18.9.11"});
+  for (DnsVerify mode : {DnsVerify::dial, DnsVerify::strict}) {
+    auto v = choose_destination(mode, only_denied, ip("198.18.9.11"), floor_only, policy.get(), 80);
+    CHECK_FALSE(v.dial);
+    CHECK(v.refusal == Reason::denied_address);
+    CHECK(v.rule == "198.18.9.11");
+  }
+  auto off =
+      choose_destination(DnsVerify::off, {}, ip("198.18.9.11"), floor_only, policy.get(), 80);
+  CHECK(off.refusal == Reason::denied_address);
+  // Among several answers the denied one is skipped, even when the sandbox aimed at it.
+  auto two = answer({"198.18.9.11", "198.18.0.10"});
+  CHECK(*choose_destination(DnsVerify::dial, two, ip("198.18.9.11"), floor_only, policy.get(), 80)
+             .dial == ip("198.18.0.10"));
+  // Another port: the deny has no port, so it holds there too; a catch-all deny does not count.
+  CHECK(*choose_destination(DnsVerify::dial, answer({"198.18.0.10"}), ip("198.18.0.10"), floor_only,
+                            policy.get(), 80)
+             .dial == ip("198.18.0.10"));
+}
+
 TEST_CASE("c-ares on Asio against a local DNS server: answers, single flight, timeouts") {
   testing::TestDnsServer server;
   server.set("a.test", {{"198.18.0.10", "198.18.0.11"}, {"fd00:198::10"}, 30});

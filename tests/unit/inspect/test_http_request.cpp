@@ -13,7 +13,8 @@ struct Run {
   std::vector<std::string> hosts;  // one per head: name, "ip:<addr>" or "-" for none
   bool refused = false;
   Reason reason = Reason::not_http;
-  bool upgraded = false;
+  bool upgrade_pending = false;      // stopped at an upgrade request
+  std::vector<size_t> message_ends;  // offsets right after each complete request
   bool ends_inside_head = false;
 };
 
@@ -22,8 +23,10 @@ std::string describe(const RequestHead& head) {
   return head.name.empty() ? "-" : head.name;
 }
 
-// Feeds `text` in pieces of `piece` bytes (0 = whole), collecting every head.
-Run run(const std::string& text, size_t piece = 0, size_t max_head = 16384) {
+// Feeds `text` in pieces of `piece` bytes (0 = whole), collecting every head. With
+// `decline_upgrades`, every upgrade request is answered "declined" and parsing goes on.
+Run run(const std::string& text, size_t piece = 0, size_t max_head = 16384,
+        bool decline_upgrades = false) {
   HttpRequestParser parser(max_head);
   Run result;
   if (piece == 0) piece = text.size();
@@ -34,16 +37,27 @@ Run run(const std::string& text, size_t piece = 0, size_t max_head = 16384) {
       size_t used = 0;
       auto event = parser.feed(chunk, used);
       chunk = chunk.subspan(used);
-      if (event == HttpRequestParser::Event::head_complete)
+      size_t position = offset + std::min(piece, text.size() - offset) - chunk.size();
+      if (event == HttpRequestParser::Event::head_complete) {
         result.hosts.push_back(describe(parser.head()));
+        if (parser.inside_head()) {  // no body: the request ended with its head
+          result.message_ends.push_back(position);
+          if (parser.upgrade_pending()) event = HttpRequestParser::Event::upgrade_pending;
+        }
+      } else if (event == HttpRequestParser::Event::message_complete ||
+                 event == HttpRequestParser::Event::upgrade_pending)
+        result.message_ends.push_back(position);
       if (event == HttpRequestParser::Event::refused) {
         result.refused = true;
         result.reason = parser.refusal();
         return result;
       }
-      if (event == HttpRequestParser::Event::upgraded) {
-        result.upgraded = true;
-        return result;
+      if (event == HttpRequestParser::Event::upgrade_pending) {
+        if (!decline_upgrades) {
+          result.upgrade_pending = true;
+          return result;
+        }
+        parser.upgrade_declined();
       }
     }
   }
@@ -153,7 +167,7 @@ TEST_CASE("HTTP: the head cap refuses endless heads without buffering them") {
   CHECK(run(body_then_head, 7, 1024).hosts == std::vector<std::string>{"a.example", "b.example"});
 }
 
-TEST_CASE("HTTP: a partial head is held back; an upgrade stops parsing") {
+TEST_CASE("HTTP: a partial head is held back; an upgrade waits for the origin's answer") {
   Run partial = run("GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTT");
   CHECK(partial.hosts.size() == 1);
   CHECK(partial.ends_inside_head);
@@ -161,7 +175,49 @@ TEST_CASE("HTTP: a partial head is held back; an upgrade stops parsing") {
   CHECK_FALSE(body.ends_inside_head);
   Run upgrade = run(
       "GET /ws HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-      "\x81\x85binary-frames");
+      "\x81\x85"
+      "binary-frames");
   CHECK(upgrade.hosts == std::vector<std::string>{"ws.example"});
-  CHECK(upgrade.upgraded);
+  CHECK(upgrade.upgrade_pending);
+  // Declined (the origin answered 200, not 101): the bytes after it are the next request and
+  // are judged like any other, whatever the Upgrade token was.
+  for (const char* token : {"websocket", "h2c", "foo"}) {
+    CAPTURE(token);
+    std::string smuggle =
+        std::string("GET / HTTP/1.1\r\nHost: ok.example\r\nConnection: Upgrade\r\n") +
+        "Upgrade: " + token + "\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    for (size_t piece : {0, 1, 7}) {
+      CAPTURE(piece);
+      Run stopped = run(smuggle, piece);
+      CHECK(stopped.upgrade_pending);
+      CHECK(stopped.hosts == std::vector<std::string>{"ok.example"});
+      Run declined = run(smuggle, piece, 16384, true);
+      CHECK_FALSE(declined.refused);
+      CHECK(declined.hosts == std::vector<std::string>{"ok.example", "evil.example"});
+    }
+  }
+}
+
+TEST_CASE("HTTP: every request ends with message_complete right after its last body byte") {
+  // The session relays bytes up to a message end at once: a body's last bytes never wait for
+  // the next request (curl -d against an origin that reads the body before answering).
+  std::string first = "POST /a HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\nhello";
+  std::string chunked =
+      "POST /b HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n";
+  std::string expect =
+      "PUT /c HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\n"
+      "Content-Length: 3\r\n\r\nabc";
+  std::string get = "GET /d HTTP/1.1\r\nHost: b.example\r\n\r\n";
+  std::string all = first + chunked + expect + get;
+  std::vector<size_t> ends{first.size(), first.size() + chunked.size(),
+                           first.size() + chunked.size() + expect.size(), all.size()};
+  for (size_t piece : {0, 1, 3, 16}) {
+    CAPTURE(piece);
+    Run r = run(all, piece);
+    CHECK_FALSE(r.refused);
+    CHECK(r.hosts == std::vector<std::string>{"a.example", "a.example", "a.example", "b.example"});
+    CHECK(r.message_ends == ends);
+    CHECK(r.ends_inside_head);
+  }
 }

@@ -24,8 +24,7 @@ std::shared_ptr<const CompiledPolicy> compile(std::vector<std::string> allow,
 }
 
 const Guard& default_guard() {
-  static const Guard guard =
-      std::get<Guard>(Guard::compile({"169.254.0.0/16", "127.0.0.0/8", "::1/128", "fe80::/10"}));
+  static const Guard guard = std::get<Guard>(Guard::compile({}));  // the floor alone
   return guard;
 }
 
@@ -200,4 +199,106 @@ TEST_CASE("Reasons are a closed set with stable names") {
   CHECK(kAllReasons.size() == 21);
   for (Reason reason : kAllReasons) CHECK(reason_from_string(to_string(reason)) == reason);
   CHECK_FALSE(reason_from_string("bogus").has_value());
+}
+
+TEST_CASE("Guard: the built-in floor holds whatever guard.deny says; guard.allow lifts exactly") {
+  // guard.deny adds: an operator list of sandbox ranges must not open the metadata service.
+  Guard guard = std::get<Guard>(Guard::compile({"10.200.0.0/16", "fd00:200::/48"}));
+  for (const char* address : {"0.0.0.0",
+                              "0.1.2.3",
+                              "::",
+                              "127.0.0.1",
+                              "127.255.255.254",
+                              "::1",
+                              "169.254.169.254",
+                              "fe80::1",
+                              "224.0.0.1",
+                              "239.255.255.250",
+                              "ff02::1",
+                              "255.255.255.255",
+                              "fd00:ec2::254",
+                              "100.100.100.200",
+                              "168.63.129.16",
+                              "::ffff:127.0.0.1",
+                              "::ffff:169.254.169.254",
+                              "64:ff9b::7f00:1",
+                              "64:ff9b::a9fe:a9fe",
+                              "64:ff9b::ac8:102",
+                              "::ffff:10.200.1.2",
+                              "10.200.3.4",
+                              "fd00:200:0:1::9"}) {
+    std::string text = address;
+    CAPTURE(text);
+    CHECK_FALSE(guard.covering(*IpAddress::parse(address)).empty());
+  }
+  for (const char* address : {"198.18.0.10", "fd00:198::10", "100.100.100.201", "64:ff9b::c612:a",
+                              "::ffff:198.18.0.10", "fd00:ec2::253", "1.0.0.0"}) {
+    CAPTURE(address);
+    CHECK(guard.covering(*IpAddress::parse(address)).empty());
+  }
+  // Unmapped by the session before deciding: the mapped form decides like the IPv4 address.
+  CHECK(guard.covering(*IpAddress::parse("::ffff:127.0.0.1")) == "::ffff:127.0.0.0/104");
+  CHECK(guard.covering(IpAddress::parse("::ffff:127.0.0.1")->unmapped()) == "127.0.0.0/8");
+
+  Guard lifted = std::get<Guard>(Guard::compile({}, {"100.100.100.200/32"}));
+  CHECK(lifted.covering(*IpAddress::parse("100.100.100.200")).empty());
+  CHECK(lifted.covering(*IpAddress::parse("64:ff9b::6464:64c8")).empty());
+  CHECK_FALSE(lifted.covering(*IpAddress::parse("168.63.129.16")).empty());
+  CHECK(lifted.lifted() == std::vector<std::string>{"100.100.100.200/32"});
+
+  auto not_floor = Guard::compile({}, {"169.254.169.254/32"});  // inside an entry, not one
+  REQUIRE(std::holds_alternative<FieldError>(not_floor));
+  CHECK(std::get<FieldError>(not_floor).field == "guard.allow[0]");
+  auto mapped = Guard::compile({"::ffff:10.0.0.0/104"});
+  REQUIRE(std::holds_alternative<FieldError>(mapped));
+  CHECK(std::get<FieldError>(mapped).field == "guard.deny[0]");
+}
+
+TEST_CASE("Rules: an IPv4-mapped prefix is refused at load") {
+  for (const char* text : {"::ffff:10.0.0.0/104", "::ffff:0:0/96", "[::ffff:10.0.0.1]:80"}) {
+    CAPTURE(text);
+    CHECK(std::holds_alternative<std::string>(parse_rule(text)));
+  }
+  CHECK(std::holds_alternative<Rule>(parse_rule("::/0")));
+  CHECK(std::holds_alternative<Rule>(parse_rule("::/64")));
+}
+
+TEST_CASE("Address denies narrower than /0 also hold for the address dialled for a name") {
+  auto policy = compile({"*:80", "198.18.0.0/16:443"},
+                        {"198.18.9.11", "198.18.7.0/24:80", "0.0.0.0/0", "::/0"});
+  CHECK(policy->address_denial(*IpAddress::parse("198.18.9.11"), 80) == "198.18.9.11");
+  CHECK(policy->address_denial(*IpAddress::parse("::ffff:198.18.9.11"), 80) == "198.18.9.11");
+  CHECK(policy->address_denial(*IpAddress::parse("198.18.7.1"), 80) == "198.18.7.0/24:80");
+  CHECK(policy->address_denial(*IpAddress::parse("198.18.7.1"), 443).empty());  // allowed /16
+  CHECK(policy->address_denial(*IpAddress::parse("198.18.0.10"), 80).empty());  // catch-all only
+  CHECK(policy->address_denial(*IpAddress::parse("fd00:198::10"), 80).empty());
+  // Longest prefix, allow wins ties: a narrower allow inside the deny lifts it.
+  auto narrower = compile({"*:80", "198.18.9.11"}, {"198.18.9.0/24"});
+  CHECK(narrower->address_denial(*IpAddress::parse("198.18.9.11"), 80).empty());
+  CHECK(narrower->address_denial(*IpAddress::parse("198.18.9.12"), 80) == "198.18.9.0/24");
+  // E2B's meaning: an allowed domain beats denyOut.
+  SandboxSpec spec;
+  spec.id = "e2b";
+  spec.allow = {"api.example.com"};
+  spec.deny = {"198.18.9.0/24"};
+  spec.default_verdict = Verdict::allow;
+  spec.names_bypass_address_denies = true;
+  auto e2b = std::get<std::shared_ptr<const CompiledPolicy>>(CompiledPolicy::compile(spec));
+  CHECK(e2b->address_denial(*IpAddress::parse("198.18.9.11"), 443).empty());
+}
+
+TEST_CASE("Audit mode keeps the reason it would have had") {
+  auto policy = compile({"pypi.org"}, {}, Verdict::deny, Mode::audit);
+  DecisionInput input;
+  std::string name = "evil.example";
+  input.name = &name;
+  input.destination = IpAddress::parse("198.18.0.10");
+  input.port = 443;
+  Decision d = decide(default_guard(), policy.get(), Verdict::deny, input);
+  CHECK(d.reason == Reason::audit_allow);
+  REQUIRE(d.would_deny);
+  CHECK(*d.would_deny == Reason::default_deny);
+  input.destination = IpAddress::parse("169.254.169.254");  // the guard holds in audit mode
+  CHECK(decide(default_guard(), policy.get(), Verdict::deny, input).reason ==
+        Reason::guarded_destination);
 }
