@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Crafted-bytes clients for the e2e tests, run inside a sandbox namespace. Prints one JSON
 object. Every socket has a timeout, so nothing here can hang a test run."""
-import json, socket, ssl, sys, time
+import json, socket, ssl, struct, sys, time
 
 
 def family(ip):
@@ -180,6 +180,18 @@ def main():
             socks.append(connect(args[0], int(args[1])))
         time.sleep(float(args[3]))
         out = {"opened": len(socks)}
+    elif cmd == "dnsq":  # dnsq NAME SERVER: the A records of one UDP query (test-side bytes)
+        name, server = args[0], args[1]
+        query = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+        query += b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+        query += struct.pack(">HH", 1, 1)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(1)
+        s.sendto(query, (server, 53))
+        reply = s.recv(4096)
+        # Answers are "c0 0c | type 1 | class 1 | ttl | length 4 | address" after the question.
+        out = {"a": [socket.inet_ntoa(reply[i + 12:i + 16]) for i in range(len(query), len(reply) - 15)
+                     if reply[i:i + 6] == b"\xc0\x0c\x00\x01\x00\x01"]}
     elif cmd == "echo":  # echo IP PORT
         s = connect(args[0], int(args[1]))
         s.sendall(b"ping")
