@@ -224,6 +224,8 @@ http {{
     write_config()
     start_egressd()
     wait_for(lambda: "ready" in open(os.path.join(WORK, "origin.out")).read(), "origin.py")
+    wait_for(lambda: ns("host", "curl -s http://127.0.0.1/", check=False).stdout == "proxy host loopback",
+             "the proxy host's loopback service")
     wait_for(lambda: ns("net", "curl -s -o /dev/null -w %{http_code} http://198.18.0.10/", check=False).stdout == "200",
              "nginx")
 
