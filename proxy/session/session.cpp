@@ -18,8 +18,8 @@
 
 #include "inspect/client_hello.hpp"
 #include "inspect/http_request.hpp"
-#include "inspect/http_response.hpp"
 #include "net/socket_options.hpp"
+#include "session/http_gate.hpp"
 #include "session/refusal.hpp"
 #include "util/asio_tokens.hpp"
 
@@ -65,21 +65,15 @@ class Deadline {
   bool fired_ = false;
 };
 
-// The HTTP side of one connection: both directions are parsed (requests to decide each one,
-// responses to know when each request was answered and how an upgrade request was answered).
+// The HTTP side of one connection: the gate (what may go to the origin) and how the two
+// directions tell each other what happened.
 struct HttpExchange {
   HttpExchange(const asio::any_io_executor& executor, size_t capacity)
-      : requests(capacity), buffer(capacity), wake(executor) {
+      : gate(capacity), wake(executor) {
     wake.expires_at(asio::steady_timer::time_point::max());
   }
-  HttpRequestParser requests;
-  HttpResponseParser responses;
-  std::vector<uint8_t> buffer;  // client bytes: [0, parsed) parsed, [parsed, length) not yet
-  size_t length = 0, parsed = 0;
-  enum class Upgrade : uint8_t { none, waiting, switched, declined };
-  Upgrade upgrade = Upgrade::none;
+  HttpGate gate;
   bool denied = false;          // a later request was refused: the 403 follows the answers
-  bool opaque = false;          // audit mode: the client's bytes stopped being HTTP
   bool upstream_ended = false;  // the server side is done
   asio::steady_timer wake;      // the client side waits on it for the answer to an upgrade
 };
@@ -483,60 +477,54 @@ asio::awaitable<bool> Session::read_first_head(HttpExchange& ex) {
     if (enforced(reason)) {
       co_await deny(reason);
     } else {
-      co_await pass_through_audited(std::span(ex.buffer.data(), ex.length));
+      ex.gate.go_opaque();
+      co_await pass_through_audited(ex.gate.forwardable());
     }
     co_return false;
   };
-  // Parses what the buffer holds: true once a head is complete; a refusal is remembered.
-  std::optional<Reason> refusal;
-  auto parse_buffered = [&]() {
-    while (ex.parsed < ex.length) {
-      size_t used = 0;
-      auto event =
-          ex.requests.feed(std::span(ex.buffer.data() + ex.parsed, ex.length - ex.parsed), used);
-      ex.parsed += used;
-      if (event == HttpRequestParser::Event::refused) {
-        refusal = ex.requests.refusal();
-        return false;
-      }
-      if (event == HttpRequestParser::Event::head_complete) return true;
-    }
-    return false;
-  };
   // Usually the request head arrived before the accept completed: read it without a timer.
   asio::error_code first_error;
-  ex.length = client_.read_some(asio::buffer(ex.buffer), first_error);
+  auto space = ex.gate.free_space();
+  size_t n = client_.read_some(asio::buffer(space.data(), space.size()), first_error);
   if (first_error && first_error != asio::error::would_block)
     co_return co_await refused(Reason::not_http);
-  if (parse_buffered()) co_return true;
-  if (refusal) co_return co_await refused(*refusal);
-  Deadline deadline(client_, settings_->peek_ms);
+  ex.gate.received(n);
+  std::optional<Deadline> deadline;
   for (;;) {
-    if (ex.length == ex.buffer.size()) co_return co_await refused(Reason::malformed_host);
-    auto [error, n] = co_await client_.async_read_some(
-        asio::buffer(ex.buffer.data() + ex.length, ex.buffer.size() - ex.length), use_nothrow);
-    if (error) {
-      if (deadline.fired()) co_return co_await refused(Reason::peek_timeout);
-      if (aborted_) co_return false;
-      co_return co_await refused(Reason::not_http);
+    switch (ex.gate.next()) {
+      case HttpGate::Step::decide:
+        co_return true;
+      case HttpGate::Step::refused:
+        co_return co_await refused(ex.gate.refusal());
+      case HttpGate::Step::read_more: {
+        if (!deadline) deadline.emplace(client_, settings_->peek_ms);
+        space = ex.gate.free_space();
+        auto [error, got] =
+            co_await client_.async_read_some(asio::buffer(space.data(), space.size()), use_nothrow);
+        if (error) {
+          if (deadline->fired()) co_return co_await refused(Reason::peek_timeout);
+          if (aborted_) co_return false;
+          co_return co_await refused(Reason::not_http);
+        }
+        ex.gate.received(got);
+        break;
+      }
+      default:  // nothing is forwardable or pending before the first decision
+        co_return co_await refused(Reason::not_http);
     }
-    ex.length += n;
-    if (parse_buffered()) co_return true;
-    if (refusal) co_return co_await refused(*refusal);
   }
 }
 
-// HTTP: every request head client->server is parsed and decided before it is relayed; bodies
-// are relayed as they arrive; responses are followed (never changed). A later request that is
-// denied gets the 403 once the server has answered the requests before it; then the
-// connection closes. An upgrade request holds the client's next bytes until the origin's
-// answer is known: only a 101 makes the rest opaque.
+// HTTP: every request head client->server is decided before it is relayed (HttpGate holds the
+// rules); bodies are relayed as they arrive; responses are followed, never changed. A later
+// request that is denied gets the 403 once the server has answered the requests before it;
+// then the connection closes. After an upgrade request the client's next bytes wait for the
+// origin's answer: only a 101 makes the rest opaque.
 asio::awaitable<void> Session::run_http() {
   phase_.enter(Phase::peek);
   HttpExchange ex(client_.get_executor(), settings_->max_peek_bytes);
   if (!co_await read_first_head(ex)) co_return;
-  const RequestHead& head = ex.requests.head();
-  name_ = head.name;
+  name_ = ex.gate.head().name;
   Decision decision = decide_now(name_.empty() ? nullptr : &name_);
   if (decision.verdict == Verdict::deny) co_return co_await deny(decision.reason);
   if (auto refusal = co_await verify_destination(true); refusal && enforced(*refusal))
@@ -544,7 +532,7 @@ asio::awaitable<void> Session::run_http() {
   leave_peek();
   if (!co_await connect_upstream()) co_return;
   phase_.enter(Phase::relay);
-  ex.responses.request_sent(head.head_method, head.upgrade);
+  ex.gate.allow();
   co_await (http_client_side(ex) && http_server_side(ex));
   asio::error_code ignored;
   upstream_.close(ignored);
@@ -555,143 +543,96 @@ asio::awaitable<void> Session::run_http() {
 }
 
 asio::awaitable<void> Session::http_client_side(HttpExchange& ex) {
-  using Event = HttpRequestParser::Event;
-  size_t safe = ex.parsed;  // bytes [0, safe) may be relayed: their heads were allowed
+  using Step = HttpGate::Step;
   for (;;) {
-    // An upgrade request without a body is pending as soon as its head was parsed.
-    bool upgrade_pending = !ex.opaque && ex.requests.upgrade_pending();
-    while (!ex.denied && !ex.opaque && !upgrade_pending && ex.parsed < ex.length) {
-      size_t used = 0;
-      auto event =
-          ex.requests.feed(std::span(ex.buffer.data() + ex.parsed, ex.length - ex.parsed), used);
-      ex.parsed += used;
-      switch (event) {
-        case Event::head_complete: {
-          const RequestHead& head = ex.requests.head();
-          name_ = head.name;
-          Decision decision = decide_now(name_.empty() ? nullptr : &name_);
-          if (decision.verdict == Verdict::allow) {
-            // A later Host must resolve to the server this connection already reached.
-            if (auto refusal = co_await verify_destination(false); refusal && enforced(*refusal))
-              decision = decision_;
-          }
-          if (decision.verdict == Verdict::deny) {
-            ex.denied = true;
-            break;
-          }
-          ex.responses.request_sent(head.head_method, head.upgrade);
-          safe = ex.parsed;
-          upgrade_pending = ex.requests.upgrade_pending();
-          break;
+    switch (ex.gate.next()) {
+      case Step::decide: {
+        name_ = ex.gate.head().name;
+        Decision decision = decide_now(name_.empty() ? nullptr : &name_);
+        if (decision.verdict == Verdict::allow) {
+          // A later Host must resolve to the server this connection already reached.
+          if (auto refusal = co_await verify_destination(false); refusal && enforced(*refusal))
+            decision = decision_;
         }
-        case Event::message_complete:
-          safe = ex.parsed;
-          break;
-        case Event::upgrade_pending:
-          safe = ex.parsed;
-          upgrade_pending = true;
-          break;
-        case Event::refused:
-          if (enforced(ex.requests.refusal())) {
-            decision_ = Decision{Verdict::deny, ex.requests.refusal(), {}, std::nullopt};
-            rule_.clear();
-            ex.denied = true;
-          } else {
-            ex.opaque = true;  // audit: what follows is relayed as it is
-            safe = ex.length;
-          }
-          break;
-        case Event::need_more:
-          if (!ex.requests.inside_head()) safe = ex.parsed;  // body bytes go as they arrive
-          break;
+        if (decision.verdict == Verdict::allow) {
+          ex.gate.allow();
+        } else {
+          ex.gate.deny();
+        }
+        break;
       }
-    }
-    if (safe > 0) {
-      auto [error, written] =
-          co_await asio::async_write(upstream_, asio::buffer(ex.buffer.data(), safe), use_nothrow);
-      if (error) {
-        if (!aborted_) reset_both(client_, upstream_);
+      case Step::forward: {
+        auto bytes = ex.gate.forwardable();
+        auto [error, written] = co_await asio::async_write(
+            upstream_, asio::buffer(bytes.data(), bytes.size()), use_nothrow);
+        if (error) {
+          if (!aborted_) reset_both(client_, upstream_);
+          co_return;
+        }
+        bytes_up_ += written;
+        shared_.metrics.bytes_up(static_cast<double>(written));
+        ex.gate.forwarded();
+        break;
+      }
+      case Step::refused:
+        if (enforced(ex.gate.refusal())) {
+          decision_ = Decision{Verdict::deny, ex.gate.refusal(), {}, std::nullopt};
+          rule_.clear();
+          ex.gate.deny();
+        } else {
+          ex.gate.go_opaque();  // audit: what follows is relayed as it is
+        }
+        break;
+      case Step::denied: {
+        // Let the server finish what it was answering, then the 403 follows on the client side.
+        ex.denied = true;
+        asio::error_code ignored;
+        upstream_.shutdown(tcp::socket::shutdown_send, ignored);
+        upstream_finish_deadline_.emplace(upstream_, settings_->peek_ms);  // bounded wait
+        if (ex.gate.all_answered()) upstream_.cancel(ignored);  // nothing more to wait for
         co_return;
       }
-      bytes_up_ += written;
-      shared_.metrics.bytes_up(static_cast<double>(written));
-      std::memmove(ex.buffer.data(), ex.buffer.data() + safe, ex.length - safe);
-      ex.length -= safe;
-      ex.parsed -= safe;
-      safe = 0;
-    }
-    if (ex.denied) {
-      // Let the server finish what it was answering, then the 403 follows on the client side.
-      asio::error_code ignored;
-      upstream_.shutdown(tcp::socket::shutdown_send, ignored);
-      upstream_finish_deadline_.emplace(upstream_, settings_->peek_ms);  // bounded wait
-      // Everything before the refused request is answered already: stop waiting for more.
-      if (ex.responses.outstanding() == 0 && ex.responses.between_messages())
-        upstream_.cancel(ignored);
-      co_return;
-    }
-    if (upgrade_pending) {
-      // Answered already (not with a 101: the server side would have said switched)?
-      if (ex.upgrade == HttpExchange::Upgrade::none) {
-        ex.upgrade = ex.responses.outstanding() == 0 ? HttpExchange::Upgrade::declined
-                                                     : HttpExchange::Upgrade::waiting;
+      case Step::opaque: {
+        auto up = [this](size_t n) {
+          bytes_up_ += n;
+          shared_.metrics.bytes_up(static_cast<double>(n));
+        };
+        co_await splice_one_way(client_, upstream_, worker_.pipes, up);
+        co_return;
       }
-      while (ex.upgrade == HttpExchange::Upgrade::waiting && !ex.upstream_ended)
-        co_await ex.wake.async_wait(use_nothrow);
-      if (ex.upgrade != HttpExchange::Upgrade::switched &&
-          ex.upgrade != HttpExchange::Upgrade::declined)
-        co_return;  // the server side ended first
-      if (ex.upgrade == HttpExchange::Upgrade::switched) ex.opaque = true;
-      ex.upgrade = HttpExchange::Upgrade::none;
-      if (!ex.opaque) {
-        ex.requests.upgrade_declined();
-        continue;  // what the client sent meanwhile is the next request
+      case Step::await_upgrade:
+        if (ex.upstream_ended) co_return;
+        co_await ex.wake.async_wait(use_nothrow);  // the server side cancels it on news
+        break;
+      case Step::read_more: {
+        auto space = ex.gate.free_space();
+        auto [error, n] =
+            co_await client_.async_read_some(asio::buffer(space.data(), space.size()), use_nothrow);
+        if (error == asio::error::eof) {
+          asio::error_code ignored;
+          upstream_.shutdown(tcp::socket::shutdown_send, ignored);
+          co_return;
+        }
+        if (error) {
+          if (!aborted_ && error != asio::error::operation_aborted) reset_both(client_, upstream_);
+          co_return;
+        }
+        ex.gate.received(n);
+        break;
       }
-      safe = ex.length;  // the new protocol's first bytes, if the client sent some already
-      continue;
     }
-    if (ex.opaque) {
-      auto up = [this](size_t n) {
-        bytes_up_ += n;
-        shared_.metrics.bytes_up(static_cast<double>(n));
-      };
-      co_await splice_one_way(client_, upstream_, worker_.pipes, up);
-      co_return;
-    }
-    if (ex.length == ex.buffer.size()) {  // a head larger than the cap; the parser refuses first
-      ex.denied = true;
-      decision_ = Decision{Verdict::deny, Reason::malformed_host, {}, std::nullopt};
-      co_return;
-    }
-    auto [error, n] = co_await client_.async_read_some(
-        asio::buffer(ex.buffer.data() + ex.length, ex.buffer.size() - ex.length), use_nothrow);
-    if (error == asio::error::eof) {
-      asio::error_code ignored;
-      upstream_.shutdown(tcp::socket::shutdown_send, ignored);
-      co_return;
-    }
-    if (error) {
-      if (!aborted_ && error != asio::error::operation_aborted) reset_both(client_, upstream_);
-      co_return;
-    }
-    ex.length += n;
   }
 }
 
 asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
-  using Event = HttpResponseParser::Event;
   auto down = [this](size_t n) {
     bytes_down_ += n;
     shared_.metrics.bytes_down(static_cast<double>(n));
   };
-  auto ended = [&ex]() {
-    ex.upstream_ended = true;
-    ex.wake.cancel();
-  };
   std::vector<uint8_t> buffer(16384);
   for (;;) {
     // Refused later request: once every request before it is answered, the 403 can follow.
-    if (ex.denied && ex.responses.outstanding() == 0 && ex.responses.between_messages()) break;
+    if (ex.denied && ex.gate.all_answered()) break;
     auto [error, n] = co_await upstream_.async_read_some(asio::buffer(buffer), use_nothrow);
     if (error) {
       if (error == asio::error::eof) {
@@ -702,24 +643,12 @@ asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
       }
       break;
     }
-    bool switched = false;
-    for (size_t offset = 0; offset < n && !switched;) {
-      size_t used = 0;
-      auto event = ex.responses.feed(std::span(buffer.data() + offset, n - offset), used);
-      offset += used;
-      if (event == Event::answered && ex.upgrade == HttpExchange::Upgrade::waiting &&
-          ex.responses.outstanding() == 0) {
-        ex.upgrade = HttpExchange::Upgrade::declined;  // the upgrade request got a final answer
-        ex.wake.cancel();
-      } else if (event == Event::switched) {
-        switched = true;
-      } else if (event == Event::malformed) {
-        // Responses can no longer be followed, so neither can an upgrade: end it.
-        if (!aborted_) reset_both(client_, upstream_);
-        ended();
-        co_return;
-      }
+    if (!ex.gate.observe_response(std::span(buffer.data(), n))) {
+      // Responses can no longer be followed, so neither can an upgrade: end it.
+      if (!aborted_) reset_both(client_, upstream_);
+      break;
     }
+    ex.wake.cancel();  // an answer may have settled a pending upgrade
     auto [write_error, written] =
         co_await asio::async_write(client_, asio::buffer(buffer.data(), n), use_nothrow);
     if (write_error) {
@@ -727,14 +656,13 @@ asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
       break;
     }
     down(written);
-    if (switched) {
-      ex.upgrade = HttpExchange::Upgrade::switched;
-      ex.wake.cancel();
+    if (ex.gate.switched()) {
       co_await splice_one_way(upstream_, client_, worker_.pipes, down);
       co_return;
     }
   }
-  ended();
+  ex.upstream_ended = true;
+  ex.wake.cancel();
 }
 
 }  // namespace

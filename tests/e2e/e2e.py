@@ -405,6 +405,7 @@ def allowed_and_denied_host():
 @test
 def keepalive_host_switch_is_refused():
     out = client("sbx1", "keepalive", "198.18.0.10", 80, "pypi.org", "api.github.com", "evil.example", "pypi.org")
+    assert "statuses" in out, out
     st = out["statuses"]
     assert st[0] == "HTTP/1.1 200 OK | origin pypi.org", st
     assert st[1] == "HTTP/1.1 200 OK | origin api.github.com", st

@@ -31,3 +31,15 @@ for k, v in seeds.items(): open(os.path.join(h, k), 'wb').write(v)
 r = os.path.join(out, 'rule')
 for i, v in enumerate(['*.github.com', 'pypi.org:443', '.example.com', '*:22', '198.18.0.0/24', '[2001:db8::/32]:443', '10.0.0.7:5432', '::/0', '*.co.uk', 'a.example.com:8000-8080']):
     open(os.path.join(r, 'r%d' % i), 'w').write(v)
+g = os.path.join(out, 'http_gate')  # [seed] client bytes FF 00 FF origin bytes
+os.makedirs(g, exist_ok=True)
+split = b'\xff\x00\xff'
+ok = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+gate_seeds = {
+ 'declined_upgrade': b'\x05GET / HTTP/1.1\r\nHost: ok.example\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n' + split + ok,
+ 'switched': b'\x07GET /ws HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n' + split + b'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+ 'bodies': b'\x02POST /a HTTP/1.1\r\nHost: ok.example\r\nContent-Length: 4\r\n\r\nabcdPOST /c HTTP/1.1\r\nHost: ok.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n' + split + ok + ok,
+ 'continue': b'\x09PUT / HTTP/1.1\r\nHost: ok.example\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc' + split + b'HTTP/1.1 100 Continue\r\n\r\n' + ok,
+ 'head': b'\x03HEAD / HTTP/1.1\r\nHost: ok.example\r\n\r\nGET / HTTP/1.1\r\nHost: ok.example\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n' + split + b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n' + ok,
+}
+for k, v in gate_seeds.items(): open(os.path.join(g, k), 'wb').write(v)

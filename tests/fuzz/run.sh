@@ -7,7 +7,7 @@ seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for target in client_hello http_request rule; do
+for target in client_hello http_request http_gate rule; do
   mkdir -p "$work/$target"
   cp "$here/corpus/$target/"* "$work/$target/" 2>/dev/null || true
   echo "fuzz_$target: ${seconds}s"
