@@ -317,8 +317,15 @@ def measure(name):
             result[label + "_cpu_s_per_gib"] = median(cpu)
     for label, conc in (("rate_c1", 1), ("rate_c32", 32)) if "rate" in ONLY else ():
         segments_before = tcp_segments(f"{P}sbx1")
-        runs = [client("rate", ORIGIN, 4443, "short.example", conc, args.seconds) for _ in range(args.runs)]
+        runs, cpu_us = [], []
+        for _ in range(args.runs):
+            before = proc_stat(pid)[1] if pid else 0
+            runs.append(client("rate", ORIGIN, 4443, "short.example", conc, args.seconds))
+            if pid:  # the proxy's own CPU per connection: does not move with the load generator
+                cpu_us.append((proc_stat(pid)[1] - before) * 1e6 / max(runs[-1]["connections"], 1))
         result[label] = median([r["per_second"] for r in runs])
+        if pid:
+            result[label + "_cpu_us"] = median(cpu_us)
         if conc == 1:
             result["p50_us"] = median([r["p50_us"] for r in runs])
             result["p99_us"] = median([r["p99_us"] for r in runs])
@@ -367,6 +374,8 @@ def main():
         ("bulk 1 GiB, fast path (GB/s)", "bulk_fast", True),
         ("new TLS connections/s, concurrency 1", "rate_c1", True),
         ("new TLS connections/s, concurrency 32", "rate_c32", True),
+        ("proxy CPU us per new connection, c=1", "rate_c1_cpu_us", False),
+        ("proxy CPU us per new connection, c=32", "rate_c32_cpu_us", False),
         ("connection time p50 (us), c=1", "p50_us", False),
         ("connection time p99 (us), c=1", "p99_us", False),
         ("TCP segments per connection at the sandbox, c=1", "client_segments", False),

@@ -2,6 +2,7 @@
 
 #include <asio/post.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -57,6 +58,31 @@ std::string url_decode(const std::string& text) {
   return out;
 }
 
+// Well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF): ids and paths end up in
+// JSON answers and log lines, which must stay valid.
+bool valid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    auto byte = static_cast<unsigned char>(text[i]);
+    size_t length = byte < 0x80           ? 1
+                    : (byte >> 5) == 0x6  ? 2
+                    : (byte >> 4) == 0xE  ? 3
+                    : (byte >> 3) == 0x1E ? 4
+                                          : 0;
+    if (length == 0 || i + length > text.size()) return false;
+    uint32_t code = length == 1 ? byte : byte & (0x7F >> length);
+    for (size_t k = 1; k < length; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+      return false;
+    i += length;
+  }
+  return true;
+}
+
 std::string iso_time(std::chrono::system_clock::time_point time) {
   auto seconds = std::chrono::system_clock::to_time_t(time);
   std::tm tm{};
@@ -101,10 +127,11 @@ void ControlApi::revoke_denied(const Sandbox& sandbox) {
       input.name = name.empty() ? nullptr : &name;
       input.destination = live->destination;
       input.port = live->port;
-      if (decide(settings->guard, policy.get(), settings->unknown_source, input).verdict ==
-          Verdict::deny) {
-        live->abort(Reason::revoked);
-      }
+      Decision decision = decide(settings->guard, policy.get(), settings->unknown_source, input);
+      // An address deny also holds for the address a name was dialled at.
+      bool dialled_denied = decision.reason == Reason::allowed_domain &&
+                            !policy->address_denial(live->dialed(), live->port).empty();
+      if (decision.verdict == Verdict::deny || dialled_denied) live->abort(Reason::revoked);
     });
   }
 }
@@ -141,6 +168,9 @@ ControlResponse ControlApi::handle(const ControlRequest& request) {
   }
   auto parts = split_path(path);
   for (auto& part : parts) part = url_decode(part);
+  bool utf8 = std::all_of(parts.begin(), parts.end(), [](const auto& p) { return valid_utf8(p); });
+  for (const auto& [key, value] : query) utf8 = utf8 && valid_utf8(key) && valid_utf8(value);
+  if (!utf8) return native_error(400, "the path or query is not valid UTF-8", "path");
   if (parts.size() >= 1 && parts[0] == "v1") return native(request, parts, query);
   // E2B: PUT /sandboxes/{id}/network; Brimble: PUT /sandboxes/{id}/egress
   if (parts.size() == 3 && parts[0] == "sandboxes" && parts[2] == "network")

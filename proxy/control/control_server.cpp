@@ -12,6 +12,9 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <filesystem>
+#include <iostream>
+
+#include "policy/check.hpp"
 
 namespace egressd {
 namespace {
@@ -34,6 +37,10 @@ const char* status_text(int status) {
       return "Conflict";
     case 413:
       return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
     case 500:
       return "Internal Server Error";
     default:
@@ -50,6 +57,9 @@ struct RequestReader {
   bool in_value = false;
   bool complete = false;
   bool too_large = false;
+  bool head_too_large = false;  // over kMaxHeadBytes or kMaxHeaders: 431
+  size_t head_bytes = 0;
+  size_t header_count = 0;
 
   RequestReader() {
     llhttp_settings_init(&settings);
@@ -59,6 +69,7 @@ struct RequestReader {
     settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
       RequestReader& r = self(p);
       if (r.in_value) r.flush_header();
+      if (r.head_too_large) return -1;
       return r.append(r.field, at, n);
     };
     settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
@@ -68,6 +79,7 @@ struct RequestReader {
     settings.on_headers_complete = [](llhttp_t* p) {
       RequestReader& r = self(p);
       if (r.in_value) r.flush_header();
+      if (r.head_too_large) return -1;
       r.request.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
       if (p->content_length > ControlServer::kMaxBody && p->content_length != UINT64_MAX) {
         r.too_large = true;
@@ -92,46 +104,101 @@ struct RequestReader {
     parser.data = this;
   }
   static RequestReader& self(llhttp_t* p) { return *static_cast<RequestReader*>(p->data); }
+  // Every byte of the request line and headers counts against one cap for the whole head.
   int append(std::string& out, const char* at, size_t n) {
-    if (out.size() + n > 64 * 1024) return -1;  // a header or URL this long is not ours
+    head_bytes += n;
+    if (head_bytes > ControlServer::kMaxHeadBytes) {
+      head_too_large = true;
+      return -1;
+    }
     out.append(at, n);
     return 0;
   }
   void flush_header() {
+    in_value = false;
+    if (++header_count > ControlServer::kMaxHeaders) {
+      head_too_large = true;
+      return;
+    }
     for (char& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     request.headers[field] = value;
     field.clear();
     value.clear();
-    in_value = false;
   }
   void next() {
     request = ControlRequest{};
     complete = false;
+    head_bytes = 0;
+    header_count = 0;
     llhttp_resume(&parser);
   }
 };
 
+// Holds one of the server's client slots for as long as a client is served, released on
+// every way out of serve_client (return, error, exception).
+class ClientSlot {
+ public:
+  explicit ClientSlot(size_t& clients) : clients_(clients) { ++clients_; }
+  ~ClientSlot() { --clients_; }
+  ClientSlot(const ClientSlot&) = delete;
+  ClientSlot& operator=(const ClientSlot&) = delete;
+
+ private:
+  size_t& clients_;
+};
+
+void log_line(const std::string& message) {
+  std::cerr << "egressd: control: " << message << std::endl;
+}
+
+// The handler's answer; whatever it throws becomes an answer too and changes nothing (the
+// store is only written by apply(), after validation).
+ControlResponse answer(ControlApi& api, const ControlRequest& request) {
+  try {
+    return api.handle(request);
+  } catch (const nlohmann::json::type_error& e) {  // a body field of the wrong JSON type
+    return ControlResponse{
+        400, error_body("a field of the body has the wrong type", "").dump(), {}};
+  } catch (const std::exception& e) {
+    log_line(request.method + " " + request.target.substr(0, 200) +
+             ": internal error: " + e.what());
+  } catch (...) {
+    log_line(request.method + " " + request.target.substr(0, 200) + ": internal error");
+  }
+  return ControlResponse{500, R"({"error":"internal"})", {}};
+}
+
 asio::awaitable<void> serve_client(ControlApi& api, stream_protocol::socket socket,
                                    size_t& clients) {
+  ClientSlot slot(clients);
   RequestReader reader;
   std::vector<char> buffer(16384);
   std::string pending;  // bytes read but not yet parsed (after a paused message)
-  asio::steady_timer idle(socket.get_executor());
+  asio::steady_timer timer(socket.get_executor());
   bool timed_out = false;
-  for (;;) {
-    idle.expires_after(std::chrono::seconds(30));
-    idle.async_wait([&](const asio::error_code& e) {
+  // Cancels the socket's operations after `limit`: an idle client, or one that reads nothing.
+  auto arm = [&](std::chrono::seconds limit) {
+    timer.expires_after(limit);
+    timer.async_wait([&](const asio::error_code& e) {
       if (e) return;
       timed_out = true;
       asio::error_code ignored;
       socket.cancel(ignored);
     });
+  };
+  auto send = [&](const std::string& text) -> asio::awaitable<bool> {
+    arm(ControlServer::kWriteTimeout);
+    auto [error, written] = co_await asio::async_write(socket, asio::buffer(text), use_nothrow);
+    timer.cancel();
+    co_return !error && !timed_out;
+  };
+  for (;;) {
+    arm(ControlServer::kIdleTimeout);
     while (!reader.complete) {
       if (pending.empty()) {
         auto [error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
         if (error) {
-          idle.cancel();
-          --clients;
+          timer.cancel();
           co_return;
         }
         pending.assign(buffer.data(), n);
@@ -144,25 +211,22 @@ asio::awaitable<void> serve_client(ControlApi& api, stream_protocol::socket sock
       }
       pending.clear();
       if (status != HPE_OK) {
+        timer.cancel();
         ControlResponse response =
             reader.too_large ? ControlResponse{413, R"({"error":"body over 1 MiB"})", {}}
-                             : ControlResponse{400, R"({"error":"malformed HTTP request"})", {}};
-        std::string text = http_response_text(response, false);
-        co_await asio::async_write(socket, asio::buffer(text), use_nothrow);
-        idle.cancel();
-        --clients;
+            : reader.head_too_large
+                ? ControlResponse{431, R"({"error":"request head over 64 KiB or 100 headers"})", {}}
+                : ControlResponse{400, R"({"error":"malformed HTTP request"})", {}};
+        co_await send(http_response_text(response, false));
         co_return;
       }
     }
-    idle.cancel();
+    timer.cancel();
     bool keep_alive = llhttp_should_keep_alive(&reader.parser);
-    ControlResponse response = api.handle(reader.request);
-    std::string text = http_response_text(response, keep_alive);
-    auto [error, written] = co_await asio::async_write(socket, asio::buffer(text), use_nothrow);
-    if (error || !keep_alive || timed_out) break;
+    ControlResponse response = answer(api, reader.request);
+    if (!co_await send(http_response_text(response, keep_alive)) || !keep_alive) break;
     reader.next();
   }
-  --clients;
 }
 
 }  // namespace
@@ -211,12 +275,27 @@ std::string ControlServer::start() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
+        auto backoff = std::chrono::milliseconds(10);
         for (;;) {
           auto [error, socket] = co_await state_->acceptor.async_accept(use_nothrow);
           if (error == asio::error::operation_aborted || !state_->acceptor.is_open()) co_return;
-          if (error) continue;
-          if (state_->clients >= kMaxClients) continue;  // closes the socket: too many clients
-          ++state_->clients;
+          if (error) {
+            // Out of descriptors (or memory): wait instead of spinning on the same error.
+            asio::steady_timer pause(io_, backoff);
+            co_await pause.async_wait(use_nothrow);
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+            continue;
+          }
+          backoff = std::chrono::milliseconds(10);
+          if (state_->clients >= kMaxClients) {
+            // Told, not silently dropped; the idle and write timeouts free slots again.
+            std::string busy = http_response_text(
+                ControlResponse{503, R"({"error":"too many control clients"})", {}}, false);
+            asio::error_code ignored;
+            socket.non_blocking(true, ignored);
+            asio::write(socket, asio::buffer(busy), ignored);
+            continue;
+          }
           asio::co_spawn(io_, serve_client(api_, std::move(socket), state_->clients),
                          asio::detached);
         }

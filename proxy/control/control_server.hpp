@@ -4,6 +4,7 @@
 // timeout, bodies over 1 MiB get 413.
 #include <asio/io_context.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,7 +16,11 @@ namespace egressd {
 class ControlServer {
  public:
   static constexpr size_t kMaxBody = 1 << 20;
+  static constexpr size_t kMaxHeadBytes = 64 * 1024;  // request line + headers: 431 beyond
+  static constexpr size_t kMaxHeaders = 100;
   static constexpr size_t kMaxClients = 256;
+  static constexpr std::chrono::seconds kIdleTimeout{30};   // waiting for a whole request
+  static constexpr std::chrono::seconds kWriteTimeout{10};  // a client that does not read
 
   ControlServer(ControlApi& api, std::string path);
   ~ControlServer();
