@@ -14,6 +14,7 @@
 #include <chrono>
 #include <iostream>
 #include <list>
+#include <set>
 #include <thread>
 
 #include "app/runtime.hpp"
@@ -111,27 +112,42 @@ int run_server(Config config) {
     log_line("cannot open access log " + config.access_log + ": " + std::strerror(errno));
     return 1;
   }
-  if (auto error = shared.store.replace_all(config.sandboxes)) {
-    log_line("invalid sandboxes: " + error->error.field + ": " + error->error.message);
-    return 2;
-  }
   StateDir state(config.state_dir);
   if (std::string problem = state.prepare(); !problem.empty()) {
     log_line("state_dir: " + problem);
     return 1;
   }
-  // API state on top of the config file: the API wins for the same id.
+  // The file's sandboxes and state_dir's, merged by id (the API's state wins) and validated
+  // as one set with their generations, so a restart reproduces the set that was live.
   std::vector<std::string> problems;
-  for (const StoredSandbox& stored : state.load(problems)) {
-    if (shared.store.snapshot()->find_by_id(stored.spec.id)) {
-      log_line("sandbox \"" + stored.spec.id +
-               "\": the policy in state_dir replaces the config file's");
+  std::vector<StoredSandbox> stored = state.load(problems);
+  std::set<std::string> owned;
+  for (const StoredSandbox& s : stored) owned.insert(s.spec.id);
+  std::vector<SandboxSpec> merged;
+  std::vector<std::optional<uint64_t>> generations;
+  std::vector<std::string> origins;  // where each merged sandbox came from, for errors
+  for (const SandboxSpec& spec : config.sandboxes) {
+    if (owned.count(spec.id)) {
+      log_line("sandbox \"" + spec.id + "\": the policy in state_dir replaces the config file's");
+      continue;
     }
-    auto result = shared.store.put(stored.spec, std::nullopt, stored.generation);
-    if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
-      problems.push_back(config.state_dir + "/sandboxes/" + stored.spec.id + ".json: " +
-                         error->error.field + ": " + error->error.message + "; skipped");
-    }
+    merged.push_back(spec);
+    generations.push_back(std::nullopt);
+    origins.push_back(config.path + " (sandbox \"" + spec.id + "\")");
+  }
+  for (const StoredSandbox& s : stored) {
+    merged.push_back(s.spec);
+    generations.push_back(s.generation);
+    origins.push_back(config.state_dir + "/sandboxes/" + s.spec.id + ".json");
+  }
+  if (auto error = shared.store.replace_all(merged, generations)) {
+    const std::string& field = error->error.field;  // "sandboxes[3].sources[0]"
+    size_t index = std::stoul(field.substr(field.find('[') + 1));
+    auto inner = field.find("].");
+    log_line("the policy set is invalid, not starting: " + origins[index] + ": " +
+             (inner == std::string::npos ? std::string() : field.substr(inner + 2) + ": ") +
+             error->error.message);
+    return 2;
   }
   for (const auto& problem : problems) log_line("state_dir: " + problem);
   shared.metrics.sandboxes(shared.store.snapshot()->size());
@@ -226,27 +242,9 @@ int run_server(Config config) {
         } else {
           Config& fresh = std::get<Config>(loaded);
           // The file's sandboxes, except those the API owns (they stay as the API set them).
-          std::vector<SandboxSpec> merged;
-          auto before = shared.store.snapshot();
-          for (const SandboxSpec& spec : fresh.sandboxes) {
-            if (!state.has(spec.id)) merged.push_back(spec);
-          }
-          before->for_each([&](const Sandbox& sandbox) {
-            if (state.has(sandbox.id)) merged.push_back(spec_of(sandbox));
-          });
-          if (auto problem = shared.store.replace_all(merged)) {
+          if (auto problem = api.reload(fresh)) {
             log_line("reload refused: " + problem->error.field + ": " + problem->error.message);
-            shared.metrics.policy_update(false);
           } else {
-            shared.settings.publish(Settings::from(fresh));
-            shared.metrics.policy_update(true);
-            if (fresh.on_update == OnUpdate::revoke) {
-              shared.store.snapshot()->for_each([&](const Sandbox& sandbox) {
-                auto old = before->find_by_id(sandbox.id);
-                if (old && old->generation != sandbox.generation) api.revoke_denied(sandbox);
-              });
-            }
-            shared.metrics.sandboxes(shared.store.snapshot()->size());
             malloc_trim(0);
             if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
                 fresh.listen.metrics != config.listen.metrics ||

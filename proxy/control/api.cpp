@@ -136,6 +136,32 @@ void ControlApi::revoke_denied(const Sandbox& sandbox) {
   }
 }
 
+std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
+  std::lock_guard lock(write_mutex_);
+  auto before = shared_.store.snapshot();
+  std::vector<SandboxSpec> merged;
+  for (const SandboxSpec& spec : fresh.sandboxes) {
+    if (!state_.has(spec.id)) merged.push_back(spec);
+  }
+  before->for_each([&](const Sandbox& sandbox) {
+    if (state_.has(sandbox.id)) merged.push_back(spec_of(sandbox));
+  });
+  if (auto problem = shared_.store.replace_all(merged)) {
+    shared_.metrics.policy_update(false);
+    return problem;
+  }
+  shared_.settings.publish(Settings::from(fresh));
+  shared_.metrics.policy_update(true);
+  shared_.metrics.sandboxes(shared_.store.snapshot()->size());
+  if (fresh.on_update == OnUpdate::revoke) {
+    shared_.store.snapshot()->for_each([&](const Sandbox& sandbox) {
+      auto old = before->find_by_id(sandbox.id);
+      if (old && old->generation != sandbox.generation) revoke_denied(sandbox);
+    });
+  }
+  return std::nullopt;
+}
+
 bool ControlApi::remove(const std::string& id) {
   std::lock_guard lock(write_mutex_);
   if (!shared_.store.snapshot()->find_by_id(id)) return false;

@@ -35,6 +35,10 @@ class ControlApi {
   std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> apply(
       const SandboxSpec& spec, std::optional<uint64_t> if_match = std::nullopt);
   bool remove(const std::string& id);
+  // SIGHUP: the file's sandboxes replace those the API does not own (no state file), and the
+  // file's settings are published, under the same writer lock as every API change, so a PUT
+  // cannot land between reading the store and replacing it. Nothing changes on error.
+  std::optional<PolicyStore::PutError> reload(const Config& fresh);
   // on_update: revoke re-checks the live connections of `sandbox` against its (new) policy.
   void revoke_denied(const Sandbox& sandbox);
 

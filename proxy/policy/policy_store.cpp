@@ -243,7 +243,7 @@ std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore:
 }
 
 std::optional<PolicyStore::PutError> PolicyStore::replace_all(
-    const std::vector<SandboxSpec>& specs) {
+    const std::vector<SandboxSpec>& specs, const std::vector<std::optional<uint64_t>>& restored) {
   std::vector<std::shared_ptr<Sandbox>> built;
   for (size_t i = 0; i < specs.size(); ++i) {
     auto one = build(specs[i]);
@@ -254,6 +254,10 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
     built.push_back(std::get<std::shared_ptr<Sandbox>>(one));
   }
   std::lock_guard lock(mutex_);
+  // Fresh generations come after every restored one, so none is given twice.
+  for (const auto& generation : restored) {
+    if (generation) next_generation_ = std::max(next_generation_, *generation + 1);
+  }
   auto saved_owners = owners_;
   owners_.clear();
   auto next = empty_snapshot();
@@ -273,7 +277,11 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
       index(*next, old);  // unchanged: same object, same generation
       continue;
     }
-    built[i]->generation = next_generation_++;
+    if (i < restored.size() && restored[i]) {
+      built[i]->generation = *restored[i];
+    } else {
+      built[i]->generation = next_generation_++;
+    }
     index(*next, built[i]);
   }
   next->generation_ = next_generation_ - 1;

@@ -79,7 +79,9 @@ class PolicyStore {
   // non-empty answer (e.g. "fsync failed") aborts the put and nothing changes.
   // Publishes many sandboxes at once (startup, SIGHUP); all or nothing. A sandbox whose spec
   // is unchanged keeps its generation (and its compiled policy).
-  std::optional<PutError> replace_all(const std::vector<SandboxSpec>& specs);
+  // `restored` (start-up from state_dir): the generation each spec had, where known.
+  std::optional<PutError> replace_all(const std::vector<SandboxSpec>& specs,
+                                      const std::vector<std::optional<uint64_t>>& restored = {});
   bool remove(std::string_view id);
 
   std::shared_ptr<const StoreSnapshot> snapshot() const;

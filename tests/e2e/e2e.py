@@ -1043,8 +1043,72 @@ def a_greedy_sandbox_cannot_starve_a_polite_one():
         start_egressd()
 
 
+def sandboxes_listed():
+    code, body = api("GET", "/v1/sandboxes")
+    assert code == 200, body
+    return body["sandboxes"]
+
+
+@test
+def sighup_reloads_racing_100_puts_lose_no_write():
+    stop = []
+    def hup_loop():
+        while not stop:
+            egressd_process.send_signal(signal.SIGHUP)
+            time.sleep(0.001)  # a signal every millisecond: reloads run back to back
+    import threading
+    hupper = threading.Thread(target=hup_loop)
+    reloads = open(EGRESSD_ERR).read().count("reloaded")
+    hupper.start()
+    try:
+        for i in range(100):
+            code, body = api("PUT", f"/v1/sandboxes/race-{i}", {"sources": [f"10.200.60.{i}"], "egress": {"allow": [f"v{i}.example"]}})
+            assert code == 200, body
+    finally:
+        stop.append(True)
+        hupper.join()
+    assert open(EGRESSD_ERR).read().count("reloaded") > reloads + 10  # they did overlap
+    ids = {sb["id"] for sb in sandboxes_listed()}
+    missing = [i for i in range(100) if f"race-{i}" not in ids]
+    assert not missing, f"PUTs lost by a concurrent reload: {missing}"
+    for i in range(100):
+        assert api("DELETE", f"/v1/sandboxes/race-{i}")[0] == 204
+
+
+@test
+def restart_reproduces_the_live_policy_set():
+    # A file sandbox gives one of its sources to a new API sandbox that sorts before it.
+    write_config()
+    text = open(CONFIG).read().replace("sandboxes:\n", 'sandboxes:\n  - id: filebox\n'
+                                       '    sources: ["10.200.3.9", "10.200.3.10"]\n    egress: { default: deny }\n', 1)
+    open(CONFIG, "w").write(text)
+    reloads = open(EGRESSD_ERR).read().count("reloaded")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads, "reload with filebox")
+    assert api("PUT", "/v1/sandboxes/filebox", {"sources": ["10.200.3.10"], "egress": {"default": "deny"}})[0] == 200
+    assert api("PUT", "/v1/sandboxes/0moved", {"sources": ["10.200.3.9"], "egress": {"allow": ["pypi.org"]}})[0] == 200
+    def listed():  # file-only sandboxes have no state file: a start gives them new generations
+        owned = {name[:-5] for name in os.listdir(f"{RUN}/state/sandboxes") if name.endswith(".json")}
+        return [dict(sb, generation=sb["generation"] if sb["id"] in owned else None) for sb in sandboxes_listed()]
+    before = listed()
+    stop_egressd()
+    start_egressd()
+    after = listed()
+    assert after == before, (before, after)
+    assert {"0moved", "filebox"} <= {sb["id"] for sb in after}
+    assert "skipped" not in open(EGRESSD_ERR).read().rsplit("stopped", 1)[-1]
+    for sandbox in ("0moved", "filebox"):
+        api("DELETE", f"/v1/sandboxes/{sandbox}")
+    write_config()
+    reloads = open(EGRESSD_ERR).read().count("reloaded")
+    egressd_process.send_signal(signal.SIGHUP)
+    wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads, "reload without filebox")
+    assert "filebox" not in {sb["id"] for sb in sandboxes_listed()}
+
+
 @test
 def restart_keeps_api_policies():
+    ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")  # API-owned
     before = json.loads(ctl("--json", "get", "one").stdout)
     egressd_process.send_signal(signal.SIGTERM)
     assert egressd_process.wait(timeout=15) == 0
