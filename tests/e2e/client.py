@@ -118,31 +118,16 @@ def main():
         start = time.time()
         data, end = read_until_end(s)
         out = {"data": data.hex(), "end": end, "seconds": round(time.time() - start, 2)}
-    elif cmd == "keepalive":  # keepalive IP PORT HOST...
+    elif cmd == "keepalive":  # keepalive IP PORT HOST...: one request at a time
         s = connect(args[0], int(args[1]))
         statuses = []
         for host in args[2:]:
             s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                buf += chunk
-            if not buf:
+            status, _ = read_response(s, b"")
+            if status is None:
                 statuses.append("closed")
                 break
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            while len(rest) < length:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                rest += chunk
-            statuses.append(head.split(b"\r\n")[0].decode() + " | " + rest[:length].decode().strip())
+            statuses.append(status)
         out = {"statuses": statuses}
     elif cmd == "pipeline":  # pipeline IP PORT HEX: all requests in one write, every answer
         s = connect(args[0], int(args[1]))

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api_fixture.hpp"
 #include "control/api.hpp"
 #include "control/spec_json.hpp"
 
@@ -11,23 +12,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Fixture {
-  std::string dir;
-  Config config;
-  std::unique_ptr<Shared> shared;
-  std::unique_ptr<StateDir> state;
-  std::unique_ptr<ControlApi> api;
-
-  Fixture() {
-    char pattern[] = "/tmp/egressd-api-XXXXXX";
-    dir = mkdtemp(pattern);
-    shared = std::make_unique<Shared>(Settings::from(config));
-    state = std::make_unique<StateDir>(dir);
-    REQUIRE(state->prepare().empty());
-    api = std::make_unique<ControlApi>(*shared, *state);
-  }
-  ~Fixture() { std::filesystem::remove_all(dir); }
-
+struct Fixture : testing::ApiFixture {
   ControlResponse call(const std::string& method, const std::string& target,
                        const std::string& body = "",
                        std::map<std::string, std::string> headers = {}) {

@@ -7,36 +7,22 @@
 #include <filesystem>
 #include <string>
 
+#include "api_fixture.hpp"
 #include "control/control_server.hpp"
 
 using namespace egressd;
 
 namespace {
 
-struct Server {
-  std::string dir;
-  Config config;
-  std::unique_ptr<Shared> shared;
-  std::unique_ptr<StateDir> state;
-  std::unique_ptr<ControlApi> api;
-  std::unique_ptr<ControlServer> server;
+struct Server : testing::ApiFixture {
   std::string path;
+  std::unique_ptr<ControlServer> server;
 
-  Server() {
-    char pattern[] = "/tmp/egressd-ctl-XXXXXX";
-    dir = mkdtemp(pattern);
-    path = dir + "/control.sock";
-    shared = std::make_unique<Shared>(Settings::from(config));
-    state = std::make_unique<StateDir>(dir + "/state");
-    REQUIRE(state->prepare().empty());
-    api = std::make_unique<ControlApi>(*shared, *state);
+  Server() : ApiFixture("state"), path(dir + "/control.sock") {
     server = std::make_unique<ControlServer>(*api, path);
     REQUIRE(server->start().empty());
   }
-  ~Server() {
-    server.reset();
-    std::filesystem::remove_all(dir);
-  }
+  ~Server() { server.reset(); }  // before the fixture removes the directory
 
   int connect_client() const {
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
