@@ -247,7 +247,6 @@ std::string http_response_text(const ControlResponse& response, bool keep_alive)
 struct ControlServer::State {
   explicit State(asio::io_context& io) : acceptor(io) {}
   stream_protocol::acceptor acceptor;
-  size_t clients = 0;
 };
 
 std::string ControlServer::start() {
@@ -287,7 +286,7 @@ std::string ControlServer::start() {
             continue;
           }
           backoff = std::chrono::milliseconds(10);
-          if (state_->clients >= kMaxClients) {
+          if (clients_ >= kMaxClients) {
             // Told, not silently dropped; the idle and write timeouts free slots again.
             std::string busy = http_response_text(
                 ControlResponse{503, R"({"error":"too many control clients"})", {}}, false);
@@ -296,8 +295,7 @@ std::string ControlServer::start() {
             asio::write(socket, asio::buffer(busy), ignored);
             continue;
           }
-          asio::co_spawn(io_, serve_client(api_, std::move(socket), state_->clients),
-                         asio::detached);
+          asio::co_spawn(io_, serve_client(api_, std::move(socket), clients_), asio::detached);
         }
       },
       asio::detached);

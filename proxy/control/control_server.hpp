@@ -32,6 +32,8 @@ class ControlServer {
   struct State;
   ControlApi& api_;
   std::string path_;
+  // Before io_: clients still being served when io_ is destroyed release their slot here.
+  size_t clients_ = 0;
   asio::io_context io_{1};
   std::unique_ptr<State> state_;
   std::thread thread_;

@@ -67,6 +67,7 @@ void HttpGate::forwarded() {
 
 bool HttpGate::observe_response(std::span<const uint8_t> bytes) {
   using Event = HttpResponseParser::Event;
+  if (opaque_) return true;  // switched, or audit relays as it is: nothing left to follow
   while (!bytes.empty() && !switched_) {
     size_t used = 0;
     auto event = responses_.feed(bytes, used);

@@ -128,3 +128,24 @@ TEST_CASE("Config: odd YAML shapes are errors, not crashes") {
     CHECK_FALSE(errors_of(yaml).empty());
   }
 }
+
+TEST_CASE("Config: guard.allow names floor entries only; limits keys; errors point at the entry") {
+  auto good = load_config_text(
+      "guard: { deny: [\"10.200.0.0/16\"], allow: [\"100.100.100.200/32\"] }\n"
+      "limits: { max_connections: 500, max_peeking_per_sandbox: 8 }\n",
+      "t.yaml");
+  REQUIRE(std::holds_alternative<Config>(good));
+  CHECK(std::get<Config>(good).guard_allow == std::vector<std::string>{"100.100.100.200/32"});
+  CHECK(std::get<Config>(good).limits.max_connections == 500);
+  CHECK(std::get<Config>(good).limits.max_peeking_per_sandbox == 8);
+  auto bad = load_config_text("guard:\n  allow: [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n", "t.yaml");
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(bad));
+  const auto& errors = std::get<std::vector<std::string>>(bad);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].starts_with("t.yaml:2:"));
+  CHECK(errors[0].find("guard.allow[1]") != std::string::npos);
+  CHECK(errors[0].find("not an entry of the built-in floor") != std::string::npos);
+  auto mapped = load_config_text("guard: { deny: [\"::ffff:10.0.0.0/104\"] }\n", "t.yaml");
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(mapped));
+  CHECK(std::get<std::vector<std::string>>(mapped)[0].find("IPv4-mapped") != std::string::npos);
+}
