@@ -52,7 +52,9 @@ class ControlApi {
 
   Shared& shared_;
   StateDir& state_;
-  std::mutex write_mutex_;  // one policy change at a time: persist order = publish order
+  // One policy change at a time (persist order = publish order); recursive: a compatible
+  // endpoint holds it across its read-modify-write and apply() takes it again.
+  std::recursive_mutex write_mutex_;
 };
 
 }  // namespace egressd

@@ -65,6 +65,8 @@ std::string sandbox0_domain_out(const std::string& rule) {
 // would win). 0.0.0.0/0 (ALL_TRAFFIC) means all traffic: ::/0 is added beside it. Internet
 // access stays on by default; an empty body clears every rule.
 ControlResponse ControlApi::e2b(const ControlRequest& request, const std::string& id) {
+  // Read, translate and apply as one change: nothing else writes in between (SIGHUP).
+  std::lock_guard lock(write_mutex_);
   auto error = [](int code, const std::string& message) {
     return reply(code, {{"code", code}, {"message", message}});
   };
@@ -134,6 +136,8 @@ ControlResponse ControlApi::e2b(const ControlRequest& request, const std::string
 
 // Brimble PUT /sandboxes/{id}/egress {"mode":"open|restricted|deny_all","allow":[...]}.
 ControlResponse ControlApi::brimble(const ControlRequest& request, const std::string& id) {
+  // Read, translate and apply as one change: nothing else writes in between (SIGHUP).
+  std::lock_guard lock(write_mutex_);
   auto error = [](int code, const std::string& message) {
     return reply(code, {{"message", message}});
   };
@@ -201,6 +205,8 @@ ControlResponse ControlApi::brimble(const ControlRequest& request, const std::st
 // In allow-all only the denied_* fields apply, in block-all only the allowed_* ones; ports
 // become port-only rules ("*:443"); "*.x" also matches x, so it becomes the native ".x".
 ControlResponse ControlApi::sandbox0(const ControlRequest& request, const std::string& id) {
+  // Read, translate and apply as one change: nothing else writes in between (SIGHUP).
+  std::lock_guard lock(write_mutex_);
   auto error = [](int code, const std::string& message) {
     return reply(code, {{"error", message}});
   };
@@ -306,6 +312,8 @@ ControlResponse ControlApi::sandbox0(const ControlRequest& request, const std::s
 // takes precedence when both are set. Other fields are accepted and ignored; the answer is
 // the Sandbox object.
 ControlResponse ControlApi::blaxel(const ControlRequest& request, const std::string& id) {
+  // Read, translate and apply as one change: nothing else writes in between (SIGHUP).
+  std::lock_guard lock(write_mutex_);
   auto error = [](int code, const char* kind, const std::string& message) {
     return reply(code, {{"code", code}, {"error", kind}, {"message", message}});
   };

@@ -123,7 +123,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (steps == 100000) abort();  // the gate went round in circles (a session would spin)
   // A prefix of the client's bytes, in order.
-  if (forwarded.size() > size - 1 || std::memcmp(forwarded.data(), data + 1, forwarded.size()) != 0)
+  if (forwarded.size() > size - 1 ||
+      (!forwarded.empty() && std::memcmp(forwarded.data(), data + 1, forwarded.size()) != 0))
     abort();
   check_forwarded(forwarded, std::min(http_bytes, forwarded.size()));
   return 0;
