@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "../../support/pieces.hpp"
 #include "inspect/http_request.hpp"
 
 using namespace egressd;
@@ -29,38 +30,33 @@ Run run(const std::string& text, size_t piece = 0, size_t max_head = 16384,
         bool decline_upgrades = false) {
   HttpRequestParser parser(max_head);
   Run result;
-  if (piece == 0) piece = text.size();
-  for (size_t offset = 0; offset < text.size(); offset += piece) {
-    std::span<const uint8_t> chunk(reinterpret_cast<const uint8_t*>(text.data()) + offset,
-                                   std::min(piece, text.size() - offset));
-    while (!chunk.empty()) {
-      size_t used = 0;
-      auto event = parser.feed(chunk, used);
-      chunk = chunk.subspan(used);
-      size_t position = offset + std::min(piece, text.size() - offset) - chunk.size();
-      if (event == HttpRequestParser::Event::head_complete) {
-        result.hosts.push_back(describe(parser.head()));
-        if (parser.inside_head()) {  // no body: the request ended with its head
+  testing::feed_in_pieces(
+      parser, text, piece, [&](HttpRequestParser::Event event, size_t position) {
+        if (event == HttpRequestParser::Event::head_complete) {
+          result.hosts.push_back(describe(parser.head()));
+          if (parser.inside_head()) {  // no body: the request ended with its head
+            result.message_ends.push_back(position);
+            if (parser.upgrade_pending()) event = HttpRequestParser::Event::upgrade_pending;
+          }
+        } else if (event == HttpRequestParser::Event::message_complete ||
+                   event == HttpRequestParser::Event::upgrade_pending) {
           result.message_ends.push_back(position);
-          if (parser.upgrade_pending()) event = HttpRequestParser::Event::upgrade_pending;
         }
-      } else if (event == HttpRequestParser::Event::message_complete ||
-                 event == HttpRequestParser::Event::upgrade_pending)
-        result.message_ends.push_back(position);
-      if (event == HttpRequestParser::Event::refused) {
-        result.refused = true;
-        result.reason = parser.refusal();
-        return result;
-      }
-      if (event == HttpRequestParser::Event::upgrade_pending) {
-        if (!decline_upgrades) {
-          result.upgrade_pending = true;
-          return result;
+        if (event == HttpRequestParser::Event::refused) {
+          result.refused = true;
+          result.reason = parser.refusal();
+          return false;
         }
-        parser.upgrade_declined();
-      }
-    }
-  }
+        if (event == HttpRequestParser::Event::upgrade_pending) {
+          if (!decline_upgrades) {
+            result.upgrade_pending = true;
+            return false;
+          }
+          parser.upgrade_declined();
+        }
+        return true;
+      });
+  if (result.refused || result.upgrade_pending) return result;
   result.ends_inside_head = parser.inside_head();
   return result;
 }

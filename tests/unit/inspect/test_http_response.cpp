@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "../../support/pieces.hpp"
 #include "inspect/http_response.hpp"
 
 using namespace egressd;
@@ -15,27 +16,15 @@ struct Run {
 
 Run run(HttpResponseParser& parser, const std::string& text, size_t piece) {
   Run result;
-  if (piece == 0) piece = text.size();
-  for (size_t offset = 0; offset < text.size(); offset += piece) {
-    std::span<const uint8_t> chunk(reinterpret_cast<const uint8_t*>(text.data()) + offset,
-                                   std::min(piece, text.size() - offset));
-    while (!chunk.empty()) {
-      size_t used = 0;
-      auto event = parser.feed(chunk, used);
-      chunk = chunk.subspan(used);
-      size_t position = offset + std::min(piece, text.size() - offset) - chunk.size();
-      if (event == HttpResponseParser::Event::answered)
-        result.events.push_back("answered@" + std::to_string(position));
-      if (event == HttpResponseParser::Event::switched) {
-        result.events.push_back("switched@" + std::to_string(position));
-        return result;
-      }
-      if (event == HttpResponseParser::Event::malformed) {
-        result.events.push_back("malformed");
-        return result;
-      }
-    }
-  }
+  testing::feed_in_pieces(parser, text, piece, [&](HttpResponseParser::Event event, size_t at) {
+    if (event == HttpResponseParser::Event::answered)
+      result.events.push_back("answered@" + std::to_string(at));
+    if (event == HttpResponseParser::Event::switched)
+      result.events.push_back("switched@" + std::to_string(at));
+    if (event == HttpResponseParser::Event::malformed) result.events.push_back("malformed");
+    return event != HttpResponseParser::Event::switched &&
+           event != HttpResponseParser::Event::malformed;
+  });
   return result;
 }
 
