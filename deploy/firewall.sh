@@ -1,107 +1,240 @@
 #!/usr/bin/env bash
-# Installs or removes egressd's TPROXY redirection on a sandbox host (iptables/ip6tables
-# mangle TPROXY + policy routing), idempotently.
+# Installs or removes egressd's redirection on a sandbox host: one native nftables table,
+# `table inet egressd`, loaded in one `nft -f` transaction, plus one policy-routing rule and one
+# route per family. Nothing else of the host's ruleset or routing is touched.
 #
-#   deploy/firewall.sh up   --iface veth-sbx1 [--iface ...] [--source 10.200.0.0/16 ...]
-#                           [--port 15001] [--dns 198.18.0.53 ...] [--mark 0x1] [--table 100]
-#   deploy/firewall.sh down [same flags]
+#   firewall.sh up|down --iface IF... [--source CIDR...] [--dns IP...] [--dns-port N]
+#                       [--port 15001] [--ipv6 redirect|drop] [--allow-source-only]
+#                       [--mark 0x1000] [--table 15001] [--rule-priority 90]
 #
-# Every TCP connection arriving from a sandbox interface (or source prefix) is handed to the
-# IP_TRANSPARENT listener on --port, v4 and v6. Sandbox UDP is dropped except DNS to the
-# --dns resolvers: QUIC (UDP 443) is dropped on purpose, so clients fall back to TCP/TLS where
-# egressd sees the SNI. ICMP is left alone.
+# What a packet from a sandbox (arriving on an --iface, or with a --source address) gets:
+#   TCP, IPv4 and IPv6        TPROXY'd to egressd's listener on --port
+#   DNS (port 53)             with --dns-port: TPROXY'd (UDP and TCP) to egressd's DNS filter on
+#                             that port, whatever resolver it names; else UDP to the --dns
+#                             resolvers only (TCP 53 goes to egressd like all TCP)
+#   ICMP errors               passed when they belong to a flow conntrack knows (ct related)
+#   IPv6 neighbour discovery  passed when addressed to this host (link-local, hop limit 255)
+#   replies of TCP connections made *to* the sandbox (ct direction reply): passed
+#   everything else           dropped: other UDP (QUIC included, so clients fall back to TLS
+#                             over TCP where egressd sees the SNI), ICMP echo, SCTP, GRE, ...
+# With both --iface and --source, a packet from a listed interface whose source address is
+# outside the listed prefixes is dropped (anti-spoofing): a sandbox that adds itself an address
+# gets nothing through.
+#
+# --source alone cannot stop a sandbox that adds itself an address outside the prefixes: such
+# packets are not recognised as sandbox traffic and are routed like the host's own. It is
+# refused unless --allow-source-only says the operator knows; prefer --iface.
+#
+# Both families, always: a configuration whose --source prefixes are all IPv4 is refused while
+# IPv6 is enabled on a sandbox interface, unless --ipv6 drop says to drop sandbox IPv6.
+#
+# Defaults chosen not to collide with Istio (mark 0x539, table 133), Cilium (marks 0x0F00,
+# tables 200-202, 2004, 2005), Calico (marks 0xffff0000, tables 1-250), kube-proxy (marks 0xC000),
+# the CNI portmap plugin (0x2000), the AWS VPC CNI (0x80) or Tailscale (0xC0000, table 52):
+# mark bit 0x1000, routing table 15001, rule priority 90. The mark is OR-ed into the packet's
+# mark (other bits are kept). `up` refuses a routing table that holds routes it did not add;
+# `down` deletes only its own rule and route, never flushes a table.
+#
+# Re-running `up` replaces the table in one transaction: no moment without filtering. Stopping
+# egressd leaves the redirection in place; TPROXY to a port with no listener drops, so the host
+# fails closed. `down` removes it.
 set -euo pipefail
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+  exit 2
+}
+fail() { echo "firewall.sh: $*" >&2; exit 2; }
 
 action=${1:-}
 shift || true
 ifaces=() sources=() resolvers=()
-port=15001 mark=0x1 table=100
+port=15001 dns_port="" mark=0x1000 table=15001 priority=90 ipv6=redirect source_only=no
 while (($#)); do
+  (($# >= 2)) || [[ "$1" == --allow-source-only || "$1" == -h || "$1" == --help ]] || fail "$1 needs a value"
   case "$1" in
     --iface) ifaces+=("$2"); shift 2 ;;
     --source) sources+=("$2"); shift 2 ;;
     --dns) resolvers+=("$2"); shift 2 ;;
+    --dns-port) dns_port=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --mark) mark=$2; shift 2 ;;
     --table) table=$2; shift 2 ;;
-    *) echo "firewall.sh: unknown argument $1" >&2; exit 2 ;;
+    --rule-priority) priority=$2; shift 2 ;;
+    --ipv6) ipv6=$2; shift 2 ;;
+    --allow-source-only) source_only=yes; shift ;;
+    -h|--help) usage ;;
+    *) fail "unknown argument $1 (--help lists them)" ;;
   esac
 done
-[[ "$action" == up || "$action" == down ]] || { echo "usage: firewall.sh up|down --iface IF|--source CIDR ..." >&2; exit 2; }
-((${#ifaces[@]} + ${#sources[@]})) || { echo "firewall.sh: give at least one --iface or --source" >&2; exit 2; }
+[[ "$action" == up || "$action" == down ]] || usage
 
-chain=EGRESSD_TPROXY
-udp_chain=EGRESSD_UDP
-
+# ---------------------------------------------------------------- validation (changes nothing)
 is_v6() { [[ "$1" == *:* ]]; }
+is_port() { [[ "$1" =~ ^[0-9]{1,5}$ ]] && (($1 >= 1 && $1 <= 65535)); }
+is_port "$port" || fail "--port $port is not a port"
+[[ -z "$dns_port" ]] || is_port "$dns_port" || fail "--dns-port $dns_port is not a port"
+[[ "$mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((mark != 0)) || fail "--mark $mark: give one non-zero hex value (0x1000)"
+[[ "$table" =~ ^[0-9]{1,9}$ ]] && ((table >= 1 && table != 253 && table != 254 && table != 255)) ||
+  fail "--table $table: give a number, not 0 or one of the kernel's tables (253 default, 254 main, 255 local)"
+[[ "$priority" =~ ^[0-9]{1,5}$ ]] && ((priority >= 1 && priority < 32766)) || fail "--rule-priority $priority: 1..32765"
+[[ "$ipv6" == redirect || "$ipv6" == drop ]] || fail "--ipv6 $ipv6: redirect or drop"
+for i in "${ifaces[@]}"; do
+  # iptables spelled a prefix match "sbx+"; nftables spells it "sbx*". Both are accepted.
+  [[ "$i" =~ ^[A-Za-z0-9_.@-]{1,15}[+*]?$ ]] || fail "--iface $i is not an interface name (or a prefix ending in *)"
+done
+cidr4='^([0-9]{1,3}\.){3}[0-9]{1,3}(/[0-9]{1,2})?$'
+cidr6='^[0-9a-fA-F:.]+(/[0-9]{1,3})?$'
+for s in "${sources[@]}" "${resolvers[@]}"; do
+  [[ "$s" =~ $cidr4 ]] || { is_v6 "$s" && [[ "$s" =~ $cidr6 ]]; } || fail "$s is not an IPv4 or IPv6 address or prefix"
+done
+for r in "${resolvers[@]}"; do [[ "$r" != */* ]] || fail "--dns $r: give resolver addresses, not prefixes"; done
 
-# Matches for each sandbox: "-i IF" per interface, "-s PREFIX" per prefix of the family.
-matches_for() {
+# ---------------------------------------------------------------- policy routing (per family)
+# TPROXY'd packets carry the mark; the rule sends them to a table whose only route delivers
+# every address locally, so a connection to any address reaches egressd's listener.
+rule_args() { echo "priority $priority fwmark $mark/$mark lookup $table"; }
+has_rule() { ip -"$1" rule show priority "$priority" | grep -c "fwmark $mark/$mark lookup $table" >/dev/null; }
+own_route() { [[ $1 == 4 ]] && echo "local 0.0.0.0/0 dev lo" || echo "local ::/0 dev lo"; }
+foreign_routes() {  # routes in our table that are not the one up adds
+  ip -"$1" route show table "$table" 2>/dev/null | grep -v -e '^local default dev lo' -e '^$' || true
+}
+
+routing_up() {
+  local family=$1 foreign
+  foreign=$(foreign_routes "$family")
+  [[ -z "$foreign" ]] || fail "routing table $table (IPv$family) holds routes egressd did not add:
+$foreign
+pick another with --table"
+  has_rule "$family" || ip -"$family" rule add $(rule_args)
+  # shellcheck disable=SC2046
+  ip -"$family" route replace $(own_route "$family") table "$table"
+}
+
+routing_down() {
   local family=$1
-  for i in "${ifaces[@]}"; do echo "-i $i"; done
-  for s in "${sources[@]}"; do
-    if [[ $family == 6 ]] && is_v6 "$s"; then echo "-s $s"; fi
-    if [[ $family == 4 ]] && ! is_v6 "$s"; then echo "-s $s"; fi
-  done
+  while has_rule "$family"; do ip -"$family" rule del $(rule_args); done
+  # shellcheck disable=SC2046
+  ip -"$family" route del $(own_route "$family") table "$table" 2>/dev/null || true
 }
 
-down_family() {
-  local ipt=$1 family=$2
-  # Every jump first, then the chains: a chain still referenced cannot be deleted.
-  for table_chain in "mangle PREROUTING $chain" "filter FORWARD $udp_chain" "filter INPUT $udp_chain"; do
-    read -r tbl parent target <<<"$table_chain"
-    # grep reads all of its input (no -q): with pipefail, a writer cut off by SIGPIPE would make
-    # the test fail while a rule is still there.
-    while $ipt -t "$tbl" -S "$parent" 2>/dev/null | grep -c -- "-j $target\$" >/dev/null; do
-      rule=$($ipt -t "$tbl" -S "$parent" | grep -- "-j $target\$" | head -1 | sed "s/^-A /-D /")
-      eval "$ipt -t $tbl $rule"
-    done
+# ---------------------------------------------------------------- the ruleset
+nft_ifname() { local i=$1; echo "\"${i%+}$([[ $i == *+ ]] && echo '*')\""; }
+elements() {  # "{ a, b }" of the items of one family, or nothing
+  local family=$1; shift
+  local out=()
+  for a in "$@"; do
+    if [[ $family == 6 ]] && is_v6 "$a"; then out+=("$a"); fi
+    if [[ $family == 4 ]] && ! is_v6 "$a"; then out+=("$a"); fi
   done
-  for table_target in "mangle $chain" "filter $udp_chain"; do
-    read -r tbl target <<<"$table_target"
-    if $ipt -t "$tbl" -S "$target" >/dev/null 2>&1; then
-      $ipt -t "$tbl" -F "$target"
-      $ipt -t "$tbl" -X "$target"
-    fi
-  done
-  while ip -"$family" rule show | grep -c "fwmark $mark/$mark lookup $table" >/dev/null; do
-    ip -"$family" rule del fwmark "$mark/$mark" lookup "$table"
-  done
-  ip -"$family" route flush table "$table" 2>/dev/null || true
+  ((${#out[@]})) && { local IFS=,; echo "elements = { ${out[*]} }"; } || true
 }
 
-up_family() {
-  local ipt=$1 family=$2 any
-  [[ $family == 4 ]] && any=0.0.0.0/0 || any=::/0
-  down_family "$ipt" "$family"
-  $ipt -t mangle -N "$chain"
-  $ipt -t mangle -A "$chain" -p tcp -j TPROXY --on-port "$port" --tproxy-mark "$mark/$mark"
-  $ipt -t filter -N "$udp_chain"
-  for r in "${resolvers[@]}"; do
-    if { [[ $family == 6 ]] && is_v6 "$r"; } || { [[ $family == 4 ]] && ! is_v6 "$r"; }; then
-      $ipt -t filter -A "$udp_chain" -p udp -d "$r" --dport 53 -j RETURN
+ruleset() {
+  local set_mark="meta mark set meta mark | $mark"
+  cat <<EOF
+# Written by deploy/firewall.sh up: replaced as a whole by every up, deleted by down.
+table inet egressd {}
+delete table inet egressd
+table inet egressd {
+  set sources4 { type ipv4_addr; flags interval; $(elements 4 "${sources[@]}") }
+  set sources6 { type ipv6_addr; flags interval; $(elements 6 "${sources[@]}") }
+  set resolvers4 { type ipv4_addr; $(elements 4 "${resolvers[@]}") }
+  set resolvers6 { type ipv6_addr; $(elements 6 "${resolvers[@]}") }
+
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    # Neighbour discovery addressed to this host: without it no sandbox has IPv6 at all.
+    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } ip6 hoplimit 255 fib daddr type { local, multicast } accept
+EOF
+  for i in "${ifaces[@]}"; do echo "    iifname $(nft_ifname "$i") jump from_interface"; done
+  if ((${#sources[@]})); then
+    echo "    ip saddr @sources4 jump sandbox"
+    echo "    ip6 saddr @sources6 jump sandbox"
+  fi
+  echo "  }"
+  echo
+  echo "  chain from_interface {"
+  [[ $ipv6 == drop ]] && echo "    meta nfproto ipv6 counter drop comment \"--ipv6 drop\""
+  if ((${#sources[@]})); then
+    echo "    ip saddr != @sources4 counter drop comment \"source outside --source\""
+    echo "    ip6 saddr != @sources6 counter drop comment \"source outside --source\""
+  fi
+  echo "    goto sandbox"
+  echo "  }"
+  cat <<EOF
+
+  chain sandbox {
+    meta l4proto tcp ct direction reply accept comment "replies of connections made to the sandbox"
+EOF
+  [[ -n "$dns_port" ]] && echo "    meta l4proto { tcp, udp } th dport 53 tproxy to :$dns_port $set_mark accept comment \"DNS filter\""
+  cat <<EOF
+    meta l4proto tcp socket transparent 1 $set_mark accept
+    meta l4proto tcp tproxy to :$port $set_mark accept
+EOF
+  if [[ -z "$dns_port" ]]; then
+    echo "    udp dport 53 ip daddr @resolvers4 accept"
+    echo "    udp dport 53 ip6 daddr @resolvers6 accept"
+  fi
+  cat <<EOF
+    meta l4proto { icmp, ipv6-icmp } ct state related accept comment "ICMP errors of known flows"
+    counter drop comment "every other protocol"
+  }
+}
+EOF
+}
+
+ipv6_enabled() {  # IPv6 is on for this interface (a prefix or a missing one: for new interfaces)
+  local i=$1 f
+  if [[ "$i" != *[+*] && -e /proc/sys/net/ipv6/conf/$i/disable_ipv6 ]]; then
+    f=/proc/sys/net/ipv6/conf/$i/disable_ipv6
+  else
+    f=/proc/sys/net/ipv6/conf/default/disable_ipv6
+  fi
+  [[ -e "$f" && "$(cat "$f")" == 0 ]]
+}
+
+check_families() {
+  local has6=no
+  for s in "${sources[@]}"; do is_v6 "$s" && has6=yes; done
+  if ((${#sources[@]})) && [[ $has6 == no && $ipv6 == redirect ]]; then
+    if ((${#ifaces[@]})); then
+      for i in "${ifaces[@]}"; do
+        ipv6_enabled "$i" && fail "every --source is IPv4 but IPv6 is enabled on sandbox interface $i: its IPv6 would be
+dropped as spoofed. Add the sandboxes' IPv6 prefixes (--source fd00:200::/40), or say --ipv6 drop."
+      done
+    elif [[ -e /proc/net/if_inet6 ]] && grep -v ' lo$' /proc/net/if_inet6 | grep -c . >/dev/null; then
+      fail "every --source is IPv4 but this host has IPv6 on its interfaces: sandbox IPv6 would bypass egressd.
+Add the sandboxes' IPv6 prefixes (--source fd00:200::/40), or give --iface and say --ipv6 drop."
     fi
-  done
-  $ipt -t filter -A "$udp_chain" -p udp -j DROP
-  while read -r match; do
-    [[ -n "$match" ]] || continue
-    # shellcheck disable=SC2086
-    $ipt -t mangle -A PREROUTING $match -p tcp -j "$chain"
-    # shellcheck disable=SC2086
-    $ipt -t filter -I FORWARD 1 $match -p udp -j "$udp_chain"
-    # shellcheck disable=SC2086
-    $ipt -t filter -I INPUT 1 $match -p udp -j "$udp_chain"
-  done < <(matches_for "$family")
-  ip -"$family" rule add fwmark "$mark/$mark" lookup "$table"
-  ip -"$family" route add local "$any" dev lo table "$table"
+  fi
+  if [[ $ipv6 == drop ]] && ! ((${#ifaces[@]})); then
+    fail "--ipv6 drop needs --iface: sandbox IPv6 is only recognisable by its interface"
+  fi
 }
 
 if [[ $action == up ]]; then
-  up_family iptables 4
-  up_family ip6tables 6
-  echo "egressd TPROXY up: port $port, mark $mark, table $table, ${ifaces[*]:-} ${sources[*]:-}"
+  ((${#ifaces[@]} + ${#sources[@]})) || fail "give at least one --iface (or --source)"
+  if ! ((${#ifaces[@]})) && [[ $source_only != yes ]]; then
+    fail "--source without --iface cannot stop a sandbox that adds itself an address outside the prefixes
+(its packets are then routed like the host's own). Give the sandbox interfaces with --iface, or pass
+--allow-source-only to accept that."
+  fi
+  check_families
+  command -v nft >/dev/null || fail "nft is missing (Debian: apt-get install nftables)"
+  file=$(mktemp)
+  trap 'rm -f "$file"' EXIT
+  ruleset >"$file"
+  nft -c -f "$file" || fail "nftables refused the ruleset above; nothing was changed"
+  # Routing first: the mark it routes is only set once the table below is loaded.
+  routing_up 4
+  routing_up 6
+  nft -f "$file"
+  echo "egressd firewall up: table inet egressd, TCP to :$port${dns_port:+, DNS to :$dns_port}, mark $mark, table $table; ${ifaces[*]:-} ${sources[*]:-}"
 else
-  down_family iptables 4
-  down_family ip6tables 6
-  echo "egressd TPROXY down"
+  # The table first: from then on nothing is marked, so the routing can go.
+  if nft list table inet egressd >/dev/null 2>&1; then nft delete table inet egressd; fi
+  routing_down 4
+  routing_down 6
+  echo "egressd firewall down"
 fi

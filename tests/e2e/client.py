@@ -183,6 +183,23 @@ def main():
         s.shutdown(socket.SHUT_WR)
         data, end = read_until_end(s)
         out = {"data": data.decode(), "end": end}
+    elif cmd == "connloop":  # connloop IP4 IP6 PORT SECONDS: echo connections, v4 and v6 in turn
+        ok, failed, first, end_at = 0, [], time.time(), time.time() + float(args[3])
+        while time.time() < end_at and ok + len(failed) < 100000:
+            ip = args[(ok + len(failed)) % 2]
+            try:
+                s = connect(ip, int(args[2]), timeout=3)
+                s.sendall(b"ping")
+                s.shutdown(socket.SHUT_WR)
+                data, end = read_until_end(s)
+                s.close()
+                if data == b"ping":
+                    ok += 1
+                else:
+                    failed.append(f"{ip}: {data!r} {end}")
+            except OSError as e:
+                failed.append(f"{ip}: {e}")
+        out = {"ok": ok, "failed": failed[:10], "failures": len(failed), "first": first, "last": time.time()}
     elif cmd == "halfclose":  # halfclose IP PORT: data, FIN, then the server talks after our FIN
         s = connect(args[0], int(args[1]))
         s.sendall(b"a" * 100000)

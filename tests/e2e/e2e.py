@@ -5,7 +5,7 @@ openssl s_client, Python sockets). Everything created is removed on exit, even o
 
 Usage: e2e.py BUILD_DIR [-k SUBSTRING]
 """
-import atexit, json, os, re, shutil, signal, subprocess, sys, tempfile, time, traceback, urllib.request
+import atexit, contextlib, json, os, re, shutil, signal, subprocess, sys, tempfile, time, traceback, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -15,6 +15,7 @@ P = "ege"  # namespace prefix
 WORK = tempfile.mkdtemp(prefix="egressd-e2e-")
 EGRESSD = os.path.join(BUILD, "egressd")
 EGRESSCTL = os.path.join(BUILD, "egressctl")
+FIREWALL_ARGS = f"--iface {P}h1 --iface {P}h2 --port 15001 --dns 198.18.0.53"
 RUN = os.path.join(WORK, "run")  # egressd's own files: it runs as nobody with CAP_NET_ADMIN only
 CONFIG = os.path.join(WORK, "egressd.yaml")
 ACCESS_LOG = os.path.join(RUN, "access.log")
@@ -178,7 +179,7 @@ def setup():
     with open(BIG_BODY, "w") as f:
         f.write('{"sources":[], "pad":"' + "x" * (1 << 20) + '"}')
     sh(f"bash {HERE}/topology.sh up {P}")
-    sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh up --iface {P}h1 --iface {P}h2 --port 15001 --dns 198.18.0.53")
+    firewall(FIREWALL_ARGS)
     # Origin certificate for every test name, made now.
     sans = ",".join("DNS:" + n for n in NAMES)
     sh(f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd-test -addext subjectAltName={sans} "
@@ -342,31 +343,196 @@ def test(fn):
     return fn
 
 
-@test
-def firewall_script_is_idempotent():
+def firewall(args):
+    return sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh up {args}")
+
+
+@contextlib.contextmanager
+def scratch_namespace():
+    """A namespace of its own for firewall.sh runs that must not touch the test topology."""
     fw = f"{P}fw"
     sh(f"ip netns add {fw}")
     try:
         sh(f"ip netns exec {fw} ip link set lo up")
-        script = f"ip netns exec {fw} bash {ROOT}/deploy/firewall.sh"
-        args = "--iface veth-x --source 10.200.9.0/24 --source fd00:200:9::/64 --dns 198.18.0.53 --port 15001"
-        for _ in range(2):
-            sh(f"{script} up {args}")
-        v4 = sh(f"ip netns exec {fw} iptables-save").stdout
-        v6 = sh(f"ip netns exec {fw} ip6tables-save").stdout
-        assert v4.count("-j TPROXY") == 1 and v6.count("-j TPROXY") == 1, v4
-        assert v4.count("-A PREROUTING -s 10.200.9.0/24") == 1 and "-A PREROUTING -i veth-x" in v4, v4
-        assert "-A PREROUTING -s fd00:200:9::/64" in v6 and "10.200.9.0" not in v6, v6
-        assert "-A EGRESSD_UDP -d 198.18.0.53/32 -p udp -m udp --dport 53 -j RETURN" in v4, v4
-        assert sh(f"ip netns exec {fw} ip rule").stdout.count("lookup 100") == 1
-        assert sh(f"ip netns exec {fw} ip -6 rule").stdout.count("lookup 100") == 1
-        for _ in range(2):
-            sh(f"{script} down {args}")
-        assert "EGRESSD" not in sh(f"ip netns exec {fw} iptables-save").stdout
-        assert "EGRESSD" not in sh(f"ip netns exec {fw} ip6tables-save").stdout
-        assert "lookup 100" not in sh(f"ip netns exec {fw} ip rule").stdout
+        yield lambda cmd, **kw: sh(f"ip netns exec {fw} {cmd}", **kw)
     finally:
         sh(f"ip netns del {fw}", check=False)
+
+
+@test
+def firewall_script_is_idempotent_and_down_removes_only_its_own():
+    with scratch_namespace() as inside:
+        # The host's own ruleset and routing, which egressd's script must leave as they are.
+        inside("nft add table inet host_filter")
+        inside("nft add chain inet host_filter input '{ type filter hook input priority 0; policy accept; }'")
+        inside("nft add rule inet host_filter input tcp dport 22 accept")
+        inside("ip link add fwv0 type veth peer name fwv1")
+        inside("ip link set fwv0 up")
+        inside("ip route add 192.0.2.0/24 dev fwv0 table 15002")
+        host_before = inside("nft list table inet host_filter").stdout
+        script = f"bash {ROOT}/deploy/firewall.sh"
+        args = "--iface veth-x --iface sbx+ --source 10.200.9.0/24 --source fd00:200:9::/64 --dns 198.18.0.53 --port 15001"
+        for _ in range(2):
+            inside(f"{script} up {args}")
+        rules = json.loads(inside("nft -j list ruleset").stdout)["nftables"]
+        tables = [r["table"]["name"] for r in rules if "table" in r]
+        assert sorted(tables) == ["egressd", "host_filter"], tables
+        text = inside("nft list table inet egressd").stdout
+        assert text.count("tproxy to :15001") == 1 and 'iifname "sbx*"' in text and 'iifname "veth-x"' in text, text
+        assert "10.200.9.0/24" in text and "fd00:200:9::/64" in text and "198.18.0.53" in text, text
+        for family in ("-4", "-6"):
+            assert inside(f"ip {family} rule").stdout.count("fwmark 0x1000/0x1000 lookup 15001") == 1
+            assert inside(f"ip {family} route show table 15001").stdout.startswith("local default dev lo")
+        # A table that holds someone else's routes is refused; so is --source alone, an IPv4-only
+        # source list while a sandbox interface has IPv6, and a bad prefix. None changes anything.
+        refused = {
+            "--iface veth-x --table 15002": "holds routes egressd did not add",
+            "--source 10.200.9.0/24": "--allow-source-only",
+            "--iface fwv0 --source 10.200.9.0/24": "IPv6 is enabled on sandbox interface fwv0",
+            "--iface veth-x --source 10.200.9.0/99 --source fd00::/64": "Prefix length 99",
+            "--iface veth-x --ipv6 maybe": "--ipv6 maybe",
+            "--iface veth-x --port 70000": "not a port",
+            "--bogus 1": "unknown argument --bogus",
+        }
+        for bad, message in refused.items():
+            r = inside(f"{script} up {bad}", check=False)
+            assert r.returncode == 2 and message in r.stderr, (bad, r.stderr)
+            assert inside("nft list table inet egressd").stdout == text, bad
+        assert inside(f"{script} up --iface fwv0 --source 10.200.9.0/24 --ipv6 drop", check=False).returncode == 0
+        assert "meta nfproto ipv6 counter packets 0 bytes 0 drop" in inside("nft list table inet egressd").stdout
+        for _ in range(2):
+            inside(f"{script} down {args}")
+        assert "egressd" not in inside("nft list ruleset").stdout
+        assert inside("nft list table inet host_filter").stdout == host_before
+        assert "15001" not in inside("ip rule").stdout + inside("ip -6 rule").stdout
+        assert inside("ip route show table 15002").stdout.startswith("192.0.2.0/24 dev fwv0")
+
+
+SNIFF_LOG = os.path.join(WORK, "sniff.log")
+SANDBOX_PROTOCOLS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmp", "132": "sctp", "47": "gre", "253": "p253"}
+
+
+def sniffed_lines():
+    try:
+        return open(SNIFF_LOG).read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def start_sniffer():
+    if not any(p.args.endswith(SNIFF_LOG) for p in processes if isinstance(p.args, str)):
+        start(f"ip netns exec {P}net python3 {HERE}/packets.py sniff eth0 {SNIFF_LOG}", "sniffer")
+        wait_for(lambda: "ready" in open(os.path.join(WORK, "sniffer.out")).read(), "the packet sniffer")
+
+
+def send_packets(sandbox, tag, src4, src6, *kinds, marker_from=None):
+    """What of `packets.py send` arrived in the internet namespace: {"v4-udp", "v6-p253", ...}
+    for tagged packets, "v4-tcp from SRC" for TCP segments (a SYN has no payload to tag)."""
+    offset = len(sniffed_lines())
+    out = json.loads(ns(sandbox, f"python3 {HERE}/packets.py send {tag} {src4} {src6} {marker_from or src4} {' '.join(kinds)}",
+                        timeout=20).stdout)
+    assert not out["errors"], out
+    wait_for(lambda: any(line.endswith(f" {tag}-marker") for line in sniffed_lines()[offset:]), f"marker {tag}")
+    arrived = set()
+    for line in sniffed_lines()[offset:]:
+        family, proto, src, _dst, _port, found = line.split(" ")
+        if found.startswith(f"{tag}-") and not found.endswith("-marker"):
+            arrived.add(f"{family}-{found.split('-', 1)[1]}" + (f" from {src}" if src not in (src4, src6) else ""))
+        elif proto == "6" and src in (src4, src6):
+            arrived.add(f"{family}-tcp from {src}")
+    return arrived
+
+
+@contextlib.contextmanager
+def third_sandbox():
+    """sbx3 (10.200.3.2, fd00:200:3::2) on the proxy host's interface h3, which the firewall
+    does not cover until a test says so."""
+    sh(f"ip netns add {P}sbx3")
+    try:
+        sh(f"ip link add {P}s3 type veth peer name {P}h3")
+        sh(f"ip link set {P}s3 netns {P}sbx3 && ip link set {P}h3 netns {P}host")
+        ns("sbx3", "ip link set lo up")
+        ns("sbx3", f"ip link set {P}s3 name eth0")
+        ns("sbx3", "ip addr add 10.200.3.2/24 dev eth0")
+        ns("sbx3", "ip addr add fd00:200:3::2/64 dev eth0 nodad")
+        ns("sbx3", "ip link set eth0 up")
+        ns("sbx3", "ip route add default via 10.200.3.1")
+        ns("sbx3", "ip -6 route add default via fd00:200:3::1")
+        ns("host", f"ip addr add 10.200.3.1/24 dev {P}h3")
+        ns("host", f"ip addr add fd00:200:3::1/64 dev {P}h3 nodad")
+        ns("host", f"ip link set {P}h3 up")
+        yield
+    finally:
+        sh(f"ip netns del {P}sbx3", check=False)
+        firewall(FIREWALL_ARGS)
+
+
+ALL_KINDS = {f"{f}-{k}" for f in ("v4", "v6") for k in ("udp", "quic", "udp53", "icmp", "sctp", "gre", "p253", "tcp")}
+
+
+@test
+def firewall_passes_only_tcp_to_egressd_and_dns_to_the_resolver():
+    start_sniffer()
+    with third_sandbox():
+        # Uncovered, h3 forwards everything: the sniffer sees what a bypass looks like.
+        arrived = send_packets("sbx3", "open", "10.200.3.2", "fd00:200:3::2")
+        expected = {k for k in ALL_KINDS if k != "v4-tcp" and k != "v6-tcp"} | {"v4-tcp from 10.200.3.2", "v6-tcp from fd00:200:3::2"}
+        assert arrived == expected, arrived ^ expected
+        ns("sbx3", "ip addr add 10.200.3.77/24 dev eth0")
+        ns("sbx3", "ip addr add fd00:200:3::77/64 dev eth0 nodad")
+        firewall(FIREWALL_ARGS + f" --iface {P}h3")
+        # Neighbour discovery must work under the firewall: forget what was learnt.
+        ns("sbx3", "ip -6 neigh flush dev eth0")
+        ns("host", f"ip -6 neigh flush dev {P}h3")
+        arrived = send_packets("sbx3", "closed", "10.200.3.2", "fd00:200:3::2")
+        arrived |= send_packets("sbx1", "closed1", "10.200.1.2", "fd00:200:1::2")
+        assert arrived == set(), arrived
+        # TCP went to egressd (sbx3 is no sandbox of the policy: unknown_source), both families.
+        wait_for(lambda: {r["src"].rsplit(":", 1)[0] for r in records_of_this_test(reason="unknown_source")}
+                 >= {"10.200.3.2", "[fd00:200:3::2]"}, "egressd to see sbx3's TCP, v4 and v6")
+        # Interface only: an address the sandbox added itself still ends at egressd (TCP) or the
+        # resolver (DNS): nothing else.
+        arrived = send_packets("sbx3", "added", "10.200.3.77", "fd00:200:3::77", "dns", "udp", "tcp", "p253")
+        assert arrived == {"v4-dns"}, arrived
+        wait_for(lambda: {r["src"].rsplit(":", 1)[0] for r in records_of_this_test(reason="unknown_source")}
+                 >= {"10.200.3.77", "[fd00:200:3::77]"}, "egressd to see the added address's TCP")
+        # Interface and source: packets from the added address are dropped before anything.
+        sources = " ".join(f"--source {s}" for s in ("10.200.1.0/24", "10.200.2.2", "10.200.3.2", "fd00:200:1::/64",
+                                                       "fd00:200:2::2", "fd00:200:3::2"))
+        firewall(FIREWALL_ARGS + f" --iface {P}h3 {sources}")
+        TEST_STARTED[0] = time.time()
+        arrived = send_packets("sbx3", "spoofed", "10.200.3.77", "fd00:200:3::77", "dns", "udp", "tcp", "p253",
+                               marker_from="10.200.3.2")
+        assert arrived == set(), arrived
+        assert send_packets("sbx3", "legit", "10.200.3.2", "fd00:200:3::2", "dns") == {"v4-dns"}
+        r = client("sbx3", "raw", "198.18.0.11", 9000, "70696e67")  # a TCP record proves egressd's log is current
+        assert was_reset(r), r
+        wait_for(lambda: any(r["src"].startswith("10.200.3.2:") for r in records_of_this_test()), "sbx3's legit TCP")
+        assert not [r for r in records_of_this_test() if "3::77" in r["src"] or "3.77" in r["src"]]
+
+
+@test
+def firewall_up_twice_under_load_lets_no_connection_bypass():
+    start_sniffer()
+    offset = len(sniffed_lines())
+    origin_before = len(open(ORIGIN_LOG).read().splitlines())
+    loop = subprocess.Popen(f"ip netns exec {P}sbx1 python3 {HERE}/client.py connloop 198.18.0.11 fd00:198::11 9000 4",
+                            shell=True, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: open(ORIGIN_LOG).read().splitlines()[origin_before:].count("9000 198.18.0.1") >= 20,
+                 "the connection loop to run")
+        up_started = time.time()
+        for _ in range(2):
+            firewall(FIREWALL_ARGS)
+        up_ended = time.time()
+        out = json.loads(loop.communicate(timeout=30)[0])
+    finally:
+        loop.kill()
+    assert out["first"] < up_started and out["last"] > up_ended, (out, up_started, up_ended)
+    assert out["failures"] == 0 and out["ok"] > 100, out
+    peers = open(ORIGIN_LOG).read().splitlines()[origin_before:]
+    assert set(peers) <= {"9000 198.18.0.1", "9000 fd00:198::1"}, set(peers)
+    assert not [line for line in sniffed_lines()[offset:] if line.split(" ")[1] == "6"]
 
 
 @test

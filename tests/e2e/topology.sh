@@ -12,7 +12,7 @@ P=${2:-eg}
 ns() { ip netns exec "$P$1" "${@:2}"; }
 
 down() {
-  for n in sbx1 sbx2 host net; do
+  for n in sbx1 sbx2 sbx3 fw host net; do  # sbx3, fw: made by tests
     if ip netns list | grep -cw "$P$n" >/dev/null; then  # -c: reads it all (pipefail)
       ip netns pids "$P$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
       ip netns del "$P$n"
