@@ -3,9 +3,9 @@
 # `table inet egressd`, loaded in one `nft -f` transaction, plus one policy-routing rule and one
 # route per family. Nothing else of the host's ruleset or routing is touched.
 #
-#   firewall.sh up|down --iface IF... [--source CIDR...] [--dns IP...] [--dns-port N]
+#   firewall.sh up|down|check --iface IF... [--source CIDR...] [--dns IP...] [--dns-port N]
 #                       [--port 15001] [--ipv6 redirect|drop] [--allow-source-only]
-#                       [--mark 0x1000] [--table 15001] [--rule-priority 90]
+#                       [--mark 0x1000] [--table 15001] [--rule-priority 90] [--route-guard on|off]
 #
 # What a packet from a sandbox (arriving on an --iface, or with a --source address) gets:
 #   TCP, IPv4 and IPv6        TPROXY'd to egressd's listener on --port
@@ -35,6 +35,13 @@
 # mark (other bits are kept). `up` refuses a routing table that holds routes it did not add;
 # `down` deletes only its own rule and route, never flushes a table.
 #
+# A routing guard backs the table up (see guard_rules below): if the table is flushed away, the
+# kernel refuses to forward sandbox traffic rather than send it out unfiltered. Its cost: a
+# sandbox's replies to connections from *other hosts* are not forwarded either (connections
+# into sandboxes from a proxy on this host are unaffected); --route-guard off removes it.
+#
+# `check` validates the arguments and the ruleset (nft -c) and changes nothing.
+#
 # Re-running `up` replaces the table in one transaction: no moment without filtering. Stopping
 # egressd leaves the redirection in place; TPROXY to a port with no listener drops, so the host
 # fails closed. `down` removes it.
@@ -49,7 +56,7 @@ fail() { echo "firewall.sh: $*" >&2; exit 2; }
 action=${1:-}
 shift || true
 ifaces=() sources=() resolvers=()
-port=15001 dns_port="" mark=0x1000 table=15001 priority=90 ipv6=redirect source_only=no
+port=15001 dns_port="" mark=0x1000 table=15001 priority=90 ipv6=redirect source_only=no route_guard=on
 while (($#)); do
   (($# >= 2)) || [[ "$1" == --allow-source-only || "$1" == -h || "$1" == --help ]] || fail "$1 needs a value"
   case "$1" in
@@ -63,11 +70,12 @@ while (($#)); do
     --rule-priority) priority=$2; shift 2 ;;
     --ipv6) ipv6=$2; shift 2 ;;
     --allow-source-only) source_only=yes; shift ;;
+    --route-guard) route_guard=$2; shift 2 ;;
     -h|--help) usage ;;
     *) fail "unknown argument $1 (--help lists them)" ;;
   esac
 done
-[[ "$action" == up || "$action" == down ]] || usage
+[[ "$action" == up || "$action" == down || "$action" == check ]] || usage
 
 # ---------------------------------------------------------------- validation (changes nothing)
 is_v6() { [[ "$1" == *:* ]]; }
@@ -77,8 +85,9 @@ is_port "$port" || fail "--port $port is not a port"
 [[ "$mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((mark != 0)) || fail "--mark $mark: give one non-zero hex value (0x1000)"
 [[ "$table" =~ ^[0-9]{1,9}$ ]] && ((table >= 1 && table != 253 && table != 254 && table != 255)) ||
   fail "--table $table: give a number, not 0 or one of the kernel's tables (253 default, 254 main, 255 local)"
-[[ "$priority" =~ ^[0-9]{1,5}$ ]] && ((priority >= 1 && priority < 32766)) || fail "--rule-priority $priority: 1..32765"
+[[ "$priority" =~ ^[0-9]{1,5}$ ]] && ((priority >= 1 && priority <= 32762)) || fail "--rule-priority $priority: 1..32762 (egressd uses it and the 3 after it)"
 [[ "$ipv6" == redirect || "$ipv6" == drop ]] || fail "--ipv6 $ipv6: redirect or drop"
+[[ "$route_guard" == on || "$route_guard" == off ]] || fail "--route-guard $route_guard: on or off"
 for i in "${ifaces[@]}"; do
   # iptables spelled a prefix match "sbx+"; nftables spells it "sbx*". Both are accepted.
   [[ "$i" =~ ^[A-Za-z0-9_.@-]{1,15}[+*]?$ ]] || fail "--iface $i is not an interface name (or a prefix ending in *)"
@@ -113,9 +122,65 @@ pick another with --table"
 
 routing_down() {
   local family=$1
+  guard_down "$family"
   while has_rule "$family"; do ip -"$family" rule del $(rule_args); done
   # shellcheck disable=SC2046
   ip -"$family" route del $(own_route "$family") table "$table" 2>/dev/null || true
+}
+
+# The routing guard: a second lock behind the table. Should `table inet egressd` disappear
+# (`nft flush ruleset`, as Debian's nftables.service runs on start, stop and reload), sandbox
+# traffic would be routed out unfiltered; these rules make the kernel refuse to forward it
+# instead (ICMP prohibited), except DNS to the --dns resolvers. TPROXY'd packets match the
+# rule before them and stay local; packets to this host's own addresses match the local table
+# first. Rules (priority P = --rule-priority):
+#   P+1  iif IF to RESOLVER goto P+3     from CIDR iif lo goto P+3     from CIDR to RESOLVER goto P+3
+#   P+2  iif IF prohibit                  from CIDR prohibit
+#   P+3  nop (the goto target)
+# An interface prefix (sbx*) cannot be named in a routing rule: with prefixes only, give
+# --source for the guard to cover them.
+guard_rules() {  # one rule per line, for family $1 ("priority N selectors action")
+  local family=$1 r s i
+  local exempt=() own=()
+  for r in "${resolvers[@]}"; do
+    if { [[ $family == 6 ]] && is_v6 "$r"; } || { [[ $family == 4 ]] && ! is_v6 "$r"; }; then exempt+=("$r"); fi
+  done
+  for s in "${sources[@]}"; do
+    if { [[ $family == 6 ]] && is_v6 "$s"; } || { [[ $family == 4 ]] && ! is_v6 "$s"; }; then own+=("$s"); fi
+  done
+  for i in "${ifaces[@]}"; do
+    [[ "$i" == *[+*] ]] && continue
+    for r in "${exempt[@]}"; do echo "priority $((priority + 1)) iif $i to $r goto $((priority + 3))"; done
+    echo "priority $((priority + 2)) iif $i prohibit"
+  done
+  for s in "${own[@]}"; do
+    echo "priority $((priority + 1)) from $s iif lo goto $((priority + 3))"
+    for r in "${exempt[@]}"; do echo "priority $((priority + 1)) from $s to $r goto $((priority + 3))"; done
+    echo "priority $((priority + 2)) from $s prohibit"
+  done
+}
+
+guard_down() {  # every rule at P+1..P+3: those priorities are egressd's
+  local family=$1 p line
+  for p in $((priority + 1)) $((priority + 2)) $((priority + 3)); do
+    for _ in $(seq 1000); do  # bounded: a rule that will not go is reported by ip below
+      line=$(ip -"$family" rule show priority "$p" | sed -n 1p)  # sed reads it all (pipefail)
+      [[ -n "$line" ]] || break
+      line=${line#*:}
+      # shellcheck disable=SC2086
+      ip -"$family" rule del priority "$p" ${line//\[detached\]/}
+    done
+  done
+}
+
+guard_up() {
+  local family=$1 rule
+  guard_down "$family"
+  ip -"$family" rule add priority $((priority + 3)) nop
+  while read -r rule; do
+    # shellcheck disable=SC2086
+    [[ -n "$rule" ]] && ip -"$family" rule add $rule
+  done < <(guard_rules "$family")
 }
 
 # ---------------------------------------------------------------- the ruleset
@@ -213,7 +278,7 @@ Add the sandboxes' IPv6 prefixes (--source fd00:200::/40), or give --iface and s
   fi
 }
 
-if [[ $action == up ]]; then
+if [[ $action == up || $action == check ]]; then
   ((${#ifaces[@]} + ${#sources[@]})) || fail "give at least one --iface (or --source)"
   if ! ((${#ifaces[@]})) && [[ $source_only != yes ]]; then
     fail "--source without --iface cannot stop a sandbox that adds itself an address outside the prefixes
@@ -226,10 +291,16 @@ if [[ $action == up ]]; then
   trap 'rm -f "$file"' EXIT
   ruleset >"$file"
   nft -c -f "$file" || fail "nftables refused the ruleset above; nothing was changed"
+  if [[ $action == check ]]; then
+    echo "egressd firewall: the arguments and the ruleset are valid (nothing was changed)"
+    exit 0
+  fi
   # Routing first: the mark it routes is only set once the table below is loaded.
   routing_up 4
   routing_up 6
   nft -f "$file"
+  # The guard after the table: the table filters from here on, the guard is its backup.
+  if [[ $route_guard == on ]]; then guard_up 4; guard_up 6; else guard_down 4; guard_down 6; fi
   echo "egressd firewall up: table inet egressd, TCP to :$port${dns_port:+, DNS to :$dns_port}, mark $mark, table $table; ${ifaces[*]:-} ${sources[*]:-}"
 else
   # The table first: from then on nothing is marked, so the routing can go.

@@ -46,8 +46,32 @@ def systemd_units():
         for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=egressd", "RuntimeDirectory=egressd",
                        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "User=egressd", "Restart=on-failure", "LimitNOFILE="):
             check(f"egressd.service has {option}", option in unit)
+        check("egressd.service Requires= the firewall unit", "Requires=egressd-firewall.service" in unit)
+        fw_unit = open(os.path.join(DEPLOY, "systemd", "egressd-firewall.service")).read()
+        for option in ("Before=egressd.service", "ExecReload=/usr/libexec/egressd/firewall.sh up", "After=nftables.service",
+                       "ReloadPropagatedFrom=nftables.service", "ExecStartPre=/usr/libexec/egressd/firewall.sh check"):
+            check(f"egressd-firewall.service has {option}", option in fw_unit)
     finally:
         shutil.rmtree(work)
+
+
+def firewall_defaults():
+    """The shipped firewall arguments cover both families and DNS, and firewall.sh accepts them."""
+    default = open(os.path.join(DEPLOY, "systemd", "egressd-firewall.default")).read()
+    shipped = {"egressd-firewall.default": re.search(r'^EGRESSD_FIREWALL_ARGS="([^"]*)"', default, re.M).group(1)}
+    docs = list(yaml.safe_load_all(open(os.path.join(DEPLOY, "kubernetes", "egressd.yaml"))))
+    shipped["ConfigMap firewall-args"] = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["firewall-args"]
+    for where, args in shipped.items():
+        words = args.split()
+        values = lambda flag: [words[i + 1] for i, w in enumerate(words) if w == flag and i + 1 < len(words)]
+        check(f"{where}: --iface given", bool(values("--iface")), args)
+        check(f"{where}: IPv4 and IPv6 sources", any(":" not in s for s in values("--source"))
+              and any(":" in s for s in values("--source")), args)
+        check(f"{where}: a resolver (--dns)", bool(values("--dns")), args)
+        check(f"{where}: no shell glob (sbx+, not sbx*)", "*" not in args, args)
+        if os.geteuid() == 0 and shutil.which("nft"):
+            r = subprocess.run(["bash", os.path.join(DEPLOY, "firewall.sh"), "check"] + words, capture_output=True, text=True)
+            check(f"{where}: firewall.sh check accepts it", r.returncode == 0, r.stdout + r.stderr)
 
 
 def prometheus():
@@ -111,6 +135,7 @@ def grafana(live_metrics):
 
 
 systemd_units()
+firewall_defaults()
 prometheus()
 kubernetes()
 grafana(sys.argv[sys.argv.index("--metrics") + 1] if "--metrics" in sys.argv else None)

@@ -512,6 +512,29 @@ def firewall_passes_only_tcp_to_egressd_and_dns_to_the_resolver():
 
 
 @test
+def firewall_fails_closed_when_its_table_is_flushed():
+    """`nft flush ruleset` (what Debian's nftables.service runs) takes table inet egressd away;
+    the routing guard then refuses to forward sandbox traffic instead of letting it out."""
+    start_sniffer()
+    try:
+        # Without the guard a flush is a bypass: the sniffer sees the sandbox's own packets.
+        firewall(FIREWALL_ARGS + " --route-guard off")
+        ns("host", "nft flush ruleset")
+        assert send_packets("sbx1", "unguarded", "10.200.1.2", "fd00:200:1::2", "tcp", "p253") == {
+            "v4-tcp from 10.200.1.2", "v6-tcp from fd00:200:1::2", "v4-p253", "v6-p253"}
+        firewall(FIREWALL_ARGS)
+        ns("host", "nft flush ruleset")
+        assert ns("host", "nft list ruleset").stdout.strip() == ""
+        out = client("sbx1", "echo", "198.18.0.11", 9000)  # first: before ICMP rate limits kick in
+        assert "error" in out, out
+        arrived = send_packets("sbx1", "guarded", "10.200.1.2", "fd00:200:1::2", "dns", *sorted({k[3:] for k in ALL_KINDS}))
+        assert arrived == {"v4-dns"}, arrived
+    finally:
+        firewall(FIREWALL_ARGS)
+    assert client("sbx1", "echo", "198.18.0.11", 9000)["data"] == "ping"
+
+
+@test
 def firewall_up_twice_under_load_lets_no_connection_bypass():
     start_sniffer()
     offset = len(sniffed_lines())
