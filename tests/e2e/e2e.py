@@ -425,14 +425,17 @@ def start_sniffer():
         wait_for(lambda: "ready" in open(os.path.join(WORK, "sniffer.out")).read(), "the packet sniffer")
 
 
-def send_packets(sandbox, tag, src4, src6, *kinds, marker_from=None):
+def send_packets(sandbox, tag, src4, src6, *kinds, marker_from=None, marker_in=None):
     """What of `packets.py send` arrived in the internet namespace: {"v4-udp", "v6-p253", ...}
     for tagged packets, "v4-tcp from SRC" for TCP segments (a SYN has no payload to tag)."""
     offset = len(sniffed_lines())
     out = json.loads(ns(sandbox, f"python3 {HERE}/packets.py send {tag} {src4} {src6} {marker_from or src4} {' '.join(kinds)}",
                         timeout=20).stdout)
     assert not out["errors"], out
-    wait_for(lambda: any(line.endswith(f" {tag}-marker") for line in sniffed_lines()[offset:]), f"marker {tag}")
+    if marker_in:  # where the marker goes instead (a DNS listener on the proxy host)
+        wait_for(lambda: f"EGTAG:{tag}-marker" in open(marker_in).read(), f"marker {tag} in {marker_in}")
+    else:
+        wait_for(lambda: any(line.endswith(f" {tag}-marker") for line in sniffed_lines()[offset:]), f"marker {tag}")
     arrived = set()
     for line in sniffed_lines()[offset:]:
         family, proto, src, _dst, _port, found = line.split(" ")
@@ -509,6 +512,39 @@ def firewall_passes_only_tcp_to_egressd_and_dns_to_the_resolver():
         assert was_reset(r), r
         wait_for(lambda: any(r["src"].startswith("10.200.3.2:") for r in records_of_this_test()), "sbx3's legit TCP")
         assert not [r for r in records_of_this_test() if "3::77" in r["src"] or "3.77" in r["src"]]
+
+
+
+
+@test
+def firewall_dns_port_takes_every_dns_packet_and_ipv6_drop_drops_ipv6():
+    start_sniffer()
+    listener = start(f"ip netns exec {P}host python3 {HERE}/packets.py dnslisten 15053", "dns-listener")
+    out_path = os.path.join(WORK, "dns-listener.out")
+    try:
+        wait_for(lambda: "ready" in open(out_path).read(), "the transparent DNS listener")
+        firewall(FIREWALL_ARGS + " --dns-port 15053")
+        # To the resolver and to any other address, UDP and TCP, v4 and v6: all at the listener.
+        assert send_packets("sbx1", "dnsport", "10.200.1.2", "fd00:200:1::2", "dns", "udp53", "udp",
+                            marker_in=out_path) == set()
+        r = client("sbx1", "raw", "198.18.0.11", 53, "00")
+        r6 = client("sbx1", "raw", "fd00:198::11", 53, "00")
+        wait_for(lambda: {"udp 10.200.1.2 EGTAG:dnsport-dns", "udp 10.200.1.2 EGTAG:dnsport-udp53",
+                          "udp fd00:200:1::2 EGTAG:dnsport-udp53", "udp 10.200.1.2 EGTAG:dnsport-marker",
+                          "tcp 10.200.1.2 198.18.0.11", "tcp fd00:200:1::2 fd00:198::11"}
+                 <= set(open(out_path).read().splitlines()), "every DNS packet at egressd's DNS port")
+        assert not [line for line in open(out_path).read().splitlines() if line.endswith(" EGTAG:dnsport-udp")]
+        assert "error" not in r and "error" not in r6, (r, r6)  # accepted by the listener
+        # --ipv6 drop: the sandbox's IPv6 reaches nothing, not even egressd; IPv4 is unchanged.
+        sources = "--source 10.200.1.0/24 --source 10.200.2.0/24"
+        firewall(FIREWALL_ARGS + f" {sources} --ipv6 drop")
+        assert send_packets("sbx1", "v6drop", "10.200.1.2", "fd00:200:1::2", "tcp", "p253") == set()
+        assert "error" in client("sbx1", "echo", "fd00:198::11", 9000)
+        assert client("sbx1", "echo", "198.18.0.11", 9000)["data"] == "ping"
+        assert not [r for r in records_of_this_test() if r["src"].startswith("[fd00:200:1::2]")]
+    finally:
+        firewall(FIREWALL_ARGS)
+        os.killpg(listener.pid, signal.SIGKILL)
 
 
 @test

@@ -7,6 +7,9 @@
       line "FAMILY PROTO SRC DST DPORT TAG" (TAG: the EGTAG:... word in the payload, or -).
       Prints "ready" once the socket is bound.
 
+  packets.py dnslisten PORT
+      Run on the proxy host: what egressd's DNS filter would receive through --dns-port.
+
   packets.py send TAG SRC4 SRC6 MARKER_SRC [KIND...]
       Run in a sandbox namespace: sends, from SRC4 to 198.18.0.11 and from SRC6 to fd00:198::11,
       one packet of each KIND (default: all but dns), each carrying EGTAG:TAG-KIND, then one
@@ -19,7 +22,7 @@ KINDs: udp (port 9999), quic (UDP 443), udp53 (UDP 53 to a non-resolver), icmp (
 resolver; IPv4 only, the test network has no IPv6 resolver).
 Every socket has a timeout and every loop is bounded.
 """
-import ipaddress, json, socket, struct, sys
+import ipaddress, json, select, socket, struct, sys
 
 SANDBOX_NETS = [ipaddress.ip_network("10.200.0.0/16"), ipaddress.ip_network("fd00:200::/40")]
 DST4, DST6, RESOLVER = "198.18.0.11", "fd00:198::11", "198.18.0.53"
@@ -130,8 +133,41 @@ def send(tag, src4, src6, marker_src, kinds):
     print(json.dumps({"sent": sent, "errors": errors}))
 
 
+def dnslisten(port):
+    """What a DNS filter would get: IP_TRANSPARENT UDP and TCP sockets on PORT, v4 and v6;
+    prints "udp PEER FIRST-WORD" per datagram and "tcp PEER ORIGINAL-DST" per connection."""
+    IP_RECVORIGDSTADDR, IPV6_RECVORIGDSTADDR, IPV6_TRANSPARENT = 20, 74, 75
+    socks = []
+    for family, level, transparent, recv in ((socket.AF_INET, socket.SOL_IP, 19, IP_RECVORIGDSTADDR),
+                                             (socket.AF_INET6, socket.IPPROTO_IPV6, IPV6_TRANSPARENT, IPV6_RECVORIGDSTADDR)):
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(family, kind)
+            s.setsockopt(level, transparent, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if kind == socket.SOCK_DGRAM:
+                s.setsockopt(level, recv, 1)
+            s.bind(("0.0.0.0" if family == socket.AF_INET else "::", port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(16)
+            socks.append(s)
+    print("ready", flush=True)
+    while True:
+        for s in select.select(socks, [], [])[0]:
+            if s.type == socket.SOCK_STREAM:
+                conn, peer = s.accept()
+                print("tcp", peer[0], conn.getsockname()[0], flush=True)
+                conn.close()
+            else:
+                data, _, _, peer = s.recvmsg(512, 512)
+                print("udp", peer[0], data.decode("latin1").split()[0], flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "sniff":
+    if sys.argv[1] == "dnslisten":
+        dnslisten(int(sys.argv[2]))
+    elif sys.argv[1] == "sniff":
         sniff(sys.argv[2], sys.argv[3])
     else:
         send(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:] or KINDS)
