@@ -12,9 +12,10 @@
 #   DNS (port 53)             with --dns-port: TPROXY'd (UDP and TCP) to egressd's DNS filter on
 #                             that port, whatever resolver it names; else UDP to the --dns
 #                             resolvers only (TCP 53 goes to egressd like all TCP)
-#   ICMP errors               passed when they belong to a flow conntrack knows (ct related)
+#   ICMP errors               delivered to this host (where every sandbox flow ends: egressd's
+#                             sockets, for path MTU), never forwarded
 #   IPv6 neighbour discovery  passed when addressed to this host (link-local, hop limit 255)
-#   replies of TCP connections made *to* the sandbox (ct direction reply): passed
+# No conntrack: the table is stateless, so it costs no connection tracking.
 #   everything else           dropped: other UDP (QUIC included, so clients fall back to TLS
 #                             over TCP where egressd sees the SNI), ICMP echo, SCTP, GRE, ...
 # With both --iface and --source, a packet from a listed interface whose source address is
@@ -230,11 +231,9 @@ EOF
   cat <<EOF
 
   chain sandbox {
-    meta l4proto tcp ct direction reply accept comment "replies of connections made to the sandbox"
 EOF
   [[ -n "$dns_port" ]] && echo "    meta l4proto { tcp, udp } th dport 53 tproxy to :$dns_port $set_mark accept comment \"DNS filter\""
   cat <<EOF
-    meta l4proto tcp socket transparent 1 $set_mark accept
     meta l4proto tcp tproxy to :$port $set_mark accept
 EOF
   if [[ -z "$dns_port" ]]; then
@@ -242,7 +241,10 @@ EOF
     echo "    udp dport 53 ip6 daddr @resolvers6 accept"
   fi
   cat <<EOF
-    meta l4proto { icmp, ipv6-icmp } ct state related accept comment "ICMP errors of known flows"
+    # ICMP errors go to this host (marked like TPROXY'd packets), never out: the sandbox's only
+    # flows end at egressd's sockets, whose kernel error handling (path MTU) finds them there.
+    icmp type { destination-unreachable, time-exceeded, parameter-problem } $set_mark accept comment "ICMP errors"
+    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } $set_mark accept comment "ICMP errors"
     counter drop comment "every other protocol"
   }
 }

@@ -1,6 +1,7 @@
 #include "policy/policy_store.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace egressd {
 
@@ -63,7 +64,7 @@ std::shared_ptr<StoreSnapshot> PolicyStore::empty_snapshot() {
 PolicyStore::PolicyStore() : current_(empty_snapshot()) {}
 
 std::shared_ptr<const StoreSnapshot> PolicyStore::snapshot() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(snapshot_mutex_);
   return current_;
 }
 
@@ -188,7 +189,11 @@ void PolicyStore::index(StoreSnapshot& next, const std::shared_ptr<const Sandbox
 }
 
 void PolicyStore::publish(std::shared_ptr<const StoreSnapshot> next) {
-  current_ = std::move(next);
+  std::shared_ptr<const StoreSnapshot> old;  // the last reference may go: outside the lock
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    old = std::exchange(current_, std::move(next));
+  }
   version_.fetch_add(1, std::memory_order_release);
 }
 
@@ -218,7 +223,7 @@ std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore:
   if (auto* error = std::get_if<PutError>(&built)) return *error;
   std::shared_ptr<Sandbox> sandbox = std::get<std::shared_ptr<Sandbox>>(built);
 
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(writer_mutex_);
   auto old = current_->share_by_id(spec.id);
   if (expected_generation && (!old || old->generation != *expected_generation)) {
     return PutError{
@@ -253,7 +258,7 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
     }
     built.push_back(std::get<std::shared_ptr<Sandbox>>(one));
   }
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(writer_mutex_);
   // Fresh generations come after every restored one, so none is given twice.
   for (const auto& generation : restored) {
     if (generation) next_generation_ = std::max(next_generation_, *generation + 1);
@@ -290,7 +295,7 @@ std::optional<PolicyStore::PutError> PolicyStore::replace_all(
 }
 
 bool PolicyStore::remove(std::string_view id) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(writer_mutex_);
   auto old = current_->share_by_id(id);
   if (!old) return false;
   auto next = std::make_shared<StoreSnapshot>(*current_);

@@ -1,7 +1,9 @@
 #pragma once
 // All sandboxes, keyed by id and by source address, published as immutable snapshots.
-// Writers (config load, control API) serialise on a mutex; readers on worker threads hold a
-// SnapshotReader that costs one atomic load per connection when nothing changed.
+// Writers (config load, control API) serialise on the writer mutex, which they may hold
+// across slow work (the state file's fsync in before_publish); readers never take it: they
+// take a second mutex held only to copy or swap one pointer, and on worker threads go through
+// a SnapshotReader that costs one atomic load per connection when nothing changed.
 #include <array>
 #include <atomic>
 #include <functional>
@@ -101,9 +103,10 @@ class PolicyStore {
   void index(StoreSnapshot& next, const std::shared_ptr<const Sandbox>& sandbox);
   void publish(std::shared_ptr<const StoreSnapshot> next);
 
-  mutable std::mutex mutex_;
-  std::shared_ptr<const StoreSnapshot> current_;
-  std::map<SourceKey, SourceOwner> owners_;  // writer-side, for overlap checks
+  std::mutex writer_mutex_;            // every change; guards owners_ and next_generation_
+  mutable std::mutex snapshot_mutex_;  // only the copy and the swap of current_
+  std::shared_ptr<const StoreSnapshot> current_;  // written under both, read under either
+  std::map<SourceKey, SourceOwner> owners_;       // writer-side, for overlap checks
   uint64_t next_generation_ = 1;
   std::atomic<uint64_t> version_{0};
 };

@@ -409,7 +409,6 @@ def firewall_script_is_idempotent_and_down_removes_only_its_own():
 
 
 SNIFF_LOG = os.path.join(WORK, "sniff.log")
-SANDBOX_PROTOCOLS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmp", "132": "sctp", "47": "gre", "253": "p253"}
 
 
 def sniffed_lines():
@@ -470,7 +469,7 @@ def third_sandbox():
         firewall(FIREWALL_ARGS)
 
 
-ALL_KINDS = {f"{f}-{k}" for f in ("v4", "v6") for k in ("udp", "quic", "udp53", "icmp", "sctp", "gre", "p253", "tcp")}
+ALL_KINDS = {f"{f}-{k}" for f in ("v4", "v6") for k in ("udp", "quic", "udp53", "icmp", "icmperr", "sctp", "gre", "p253", "tcp")}
 
 
 @test

@@ -17,7 +17,8 @@
       leaves through the same link in this order, so once the marker has arrived everything sent
       before it has arrived or was dropped. Prints one JSON object.
 
-KINDs: udp (port 9999), quic (UDP 443), udp53 (UDP 53 to a non-resolver), icmp (echo), sctp
+KINDs: udp (port 9999), quic (UDP 443), udp53 (UDP 53 to a non-resolver), icmp (echo), icmperr
+(destination unreachable, port unreachable: an error whose payload can carry anything), sctp
 (protocol 132), gre (47), p253 (protocol 253), tcp (a SYN to port 9000), dns (UDP to the
 resolver; IPv4 only, the test network has no IPv6 resolver).
 Every socket has a timeout and every loop is bounded.
@@ -26,7 +27,7 @@ import ipaddress, json, select, socket, struct, sys
 
 SANDBOX_NETS = [ipaddress.ip_network("10.200.0.0/16"), ipaddress.ip_network("fd00:200::/40")]
 DST4, DST6, RESOLVER = "198.18.0.11", "fd00:198::11", "198.18.0.53"
-KINDS = ["udp", "quic", "udp53", "icmp", "sctp", "gre", "p253", "tcp"]
+KINDS = ["udp", "quic", "udp53", "icmp", "icmperr", "sctp", "gre", "p253", "tcp"]
 ETH_P_ALL, PACKET_OUTGOING = 0x0003, 4
 
 
@@ -94,14 +95,15 @@ def send_one(kind, source, dst, tag):
             pass
         return s  # kept open until the end, so the SYN is not cut short by a close
     else:
-        proto = {"icmp": 58 if v6 else 1, "sctp": 132, "gre": 47, "p253": 253}[kind]
+        proto = {"icmp": 58 if v6 else 1, "icmperr": 58 if v6 else 1, "sctp": 132, "gre": 47, "p253": 253}[kind]
         s = socket.socket(family, socket.SOCK_RAW, proto)
         s.bind((source, 0))
-        if kind == "icmp" and not v6:  # IPv6 raw ICMP sockets checksum themselves
-            body = struct.pack("!BBHHH", 8, 0, 0, 0x4567, 1) + payload
-            payload = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
-        elif kind == "icmp":
-            payload = struct.pack("!BBHHH", 128, 0, 0, 0x4567, 1) + payload
+        icmp_type = {("icmp", False): 8, ("icmp", True): 128, ("icmperr", False): 3, ("icmperr", True): 1}
+        if kind.startswith("icmp"):  # echo request / port unreachable, code 3 / 4 (port)
+            code = 0 if kind == "icmp" else (4 if v6 else 3)
+            body = struct.pack("!BBHHH", icmp_type[kind, v6], code, 0, 0x4567, 1) + payload
+            # IPv6 raw ICMP sockets checksum themselves; IPv4 ones send what they are given.
+            payload = body if v6 else body[:2] + struct.pack("!H", checksum(body)) + body[4:]
         s.sendto(payload, (dst, 0))
     s.close()
     return None
