@@ -1,7 +1,6 @@
 #include "control/control_server.hpp"
 #include "util/asio_tokens.hpp"
 
-#include <llhttp.h>
 #include <sys/stat.h>
 
 #include <asio/co_spawn.hpp>
@@ -14,6 +13,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "control/request_reader.hpp"
 #include "policy/check.hpp"
 
 namespace egressd {
@@ -47,92 +47,6 @@ const char* status_text(int status) {
       return "Status";
   }
 }
-
-// Reads one request at a time with llhttp: method, target, headers, body (capped).
-struct RequestReader {
-  llhttp_settings_t settings;
-  llhttp_t parser;
-  ControlRequest request;
-  std::string field, value;
-  bool in_value = false;
-  bool complete = false;
-  bool too_large = false;
-  bool head_too_large = false;  // over kMaxHeadBytes or kMaxHeaders: 431
-  size_t head_bytes = 0;
-  size_t header_count = 0;
-
-  RequestReader() {
-    llhttp_settings_init(&settings);
-    settings.on_url = [](llhttp_t* p, const char* at, size_t n) {
-      return self(p).append(self(p).request.target, at, n);
-    };
-    settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
-      RequestReader& r = self(p);
-      if (r.in_value) r.flush_header();
-      if (r.head_too_large) return -1;
-      return r.append(r.field, at, n);
-    };
-    settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
-      self(p).in_value = true;
-      return self(p).append(self(p).value, at, n);
-    };
-    settings.on_headers_complete = [](llhttp_t* p) {
-      RequestReader& r = self(p);
-      if (r.in_value) r.flush_header();
-      if (r.head_too_large) return -1;
-      r.request.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-      if (p->content_length > ControlServer::kMaxBody && p->content_length != UINT64_MAX) {
-        r.too_large = true;
-        return -1;
-      }
-      return 0;
-    };
-    settings.on_body = [](llhttp_t* p, const char* at, size_t n) {
-      RequestReader& r = self(p);
-      if (r.request.body.size() + n > ControlServer::kMaxBody) {
-        r.too_large = true;
-        return -1;
-      }
-      r.request.body.append(at, n);
-      return 0;
-    };
-    settings.on_message_complete = [](llhttp_t* p) {
-      self(p).complete = true;
-      return static_cast<int>(HPE_PAUSED);
-    };
-    llhttp_init(&parser, HTTP_REQUEST, &settings);
-    parser.data = this;
-  }
-  static RequestReader& self(llhttp_t* p) { return *static_cast<RequestReader*>(p->data); }
-  // Every byte of the request line and headers counts against one cap for the whole head.
-  int append(std::string& out, const char* at, size_t n) {
-    head_bytes += n;
-    if (head_bytes > ControlServer::kMaxHeadBytes) {
-      head_too_large = true;
-      return -1;
-    }
-    out.append(at, n);
-    return 0;
-  }
-  void flush_header() {
-    in_value = false;
-    if (++header_count > ControlServer::kMaxHeaders) {
-      head_too_large = true;
-      return;
-    }
-    for (char& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    request.headers[field] = value;
-    field.clear();
-    value.clear();
-  }
-  void next() {
-    request = ControlRequest{};
-    complete = false;
-    head_bytes = 0;
-    header_count = 0;
-    llhttp_resume(&parser);
-  }
-};
 
 // Holds one of the server's client slots for as long as a client is served, released on
 // every way out of serve_client (return, error, exception).
@@ -194,7 +108,8 @@ asio::awaitable<void> serve_client(ControlApi& api, stream_protocol::socket sock
   };
   for (;;) {
     arm(ControlServer::kIdleTimeout);
-    while (!reader.complete) {
+    RequestReader::Outcome outcome = RequestReader::Outcome::need_more;
+    while (outcome == RequestReader::Outcome::need_more) {
       if (pending.empty()) {
         auto [error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
         if (error) {
@@ -203,27 +118,18 @@ asio::awaitable<void> serve_client(ControlApi& api, stream_protocol::socket sock
         }
         pending.assign(buffer.data(), n);
       }
-      llhttp_errno_t status = llhttp_execute(&reader.parser, pending.data(), pending.size());
-      if (status == HPE_PAUSED) {
-        size_t used = static_cast<size_t>(llhttp_get_error_pos(&reader.parser) - pending.data());
-        pending.erase(0, used);
-        break;
-      }
-      pending.clear();
-      if (status != HPE_OK) {
-        timer.cancel();
-        ControlResponse response =
-            reader.too_large ? ControlResponse{413, R"({"error":"body over 1 MiB"})", {}}
-            : reader.head_too_large
-                ? ControlResponse{431, R"({"error":"request head over 64 KiB or 100 headers"})", {}}
-                : ControlResponse{400, R"({"error":"malformed HTTP request"})", {}};
-        co_await send(http_response_text(response, false));
-        co_return;
-      }
+      auto step = reader.feed(pending);
+      pending.erase(0, step.used);
+      outcome = step.outcome;
+    }
+    if (outcome != RequestReader::Outcome::complete) {
+      timer.cancel();
+      co_await send(http_response_text(RequestReader::refusal(outcome), false));
+      co_return;
     }
     timer.cancel();
-    bool keep_alive = llhttp_should_keep_alive(&reader.parser);
-    ControlResponse response = answer(api, reader.request);
+    bool keep_alive = reader.keep_alive();
+    ControlResponse response = answer(api, reader.request());
     if (!co_await send(http_response_text(response, keep_alive)) || !keep_alive) break;
     reader.next();
   }

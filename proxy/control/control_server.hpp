@@ -1,7 +1,7 @@
 #pragma once
 // HTTP/1.1 + JSON on the unix socket listen.control (mode 0600), on its own thread so a slow
 // or stuck client never blocks the data path; each client is a coroutine with an idle
-// timeout, bodies over 1 MiB get 413.
+// timeout; requests are read by RequestReader (control/request_reader.hpp).
 #include <asio/io_context.hpp>
 
 #include <chrono>
@@ -15,9 +15,6 @@ namespace egressd {
 
 class ControlServer {
  public:
-  static constexpr size_t kMaxBody = 1 << 20;
-  static constexpr size_t kMaxHeadBytes = 64 * 1024;  // request line + headers: 431 beyond
-  static constexpr size_t kMaxHeaders = 100;
   static constexpr size_t kMaxClients = 256;
   static constexpr std::chrono::seconds kIdleTimeout{30};   // waiting for a whole request
   static constexpr std::chrono::seconds kWriteTimeout{10};  // a client that does not read
