@@ -6,8 +6,8 @@
 
 #include "app/server.hpp"
 #include "build_info.hpp"
-#include "policy/check.hpp"
-#include "policy/config.hpp"
+#include "config/config.hpp"
+#include "control/check.hpp"
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "app/daemon.hpp"
 #include "control/api.hpp"
 
 using namespace egressd;
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
   Shared shared(Settings::from(config));
   StateDir state(dir);
   if (!state.prepare().empty()) return 1;
-  ControlApi api(shared, state);
+  ControlApi api(shared.control(), state);
   auto loading = Clock::now();
   for (int i = 0; i < 10000; ++i) {
     SandboxSpec spec;

@@ -17,7 +17,7 @@
 #include <set>
 #include <thread>
 
-#include "app/runtime.hpp"
+#include "app/daemon.hpp"
 #include "control/api.hpp"
 #include "control/control_server.hpp"
 #include "control/state_dir.hpp"
@@ -44,7 +44,8 @@ asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
     auto [error] = co_await acceptor.async_accept(socket, peer, use_nothrow);
     if (!error) {
       backoff = std::chrono::milliseconds(10);
-      asio::co_spawn(worker.io, run_session(worker, std::move(socket), peer), asio::detached);
+      asio::co_spawn(worker.io, run_session(worker.context, std::move(socket), peer),
+                     asio::detached);
       continue;
     }
     if (error == asio::error::operation_aborted || !acceptor.is_open()) co_return;
@@ -58,31 +59,6 @@ asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
   }
 }
 
-std::shared_ptr<Settings> build_settings(const Config& config) {
-  auto settings = std::make_shared<Settings>();
-  settings->guard = std::get<Guard>(Guard::compile(config.guard_deny, config.guard_allow));
-  for (uint16_t port : config.inspect.tls) settings->tls_ports.set(port);
-  for (uint16_t port : config.inspect.http) settings->http_ports.set(port);
-  settings->peek_ms = config.timeouts.peek_ms;
-  settings->connect_ms = config.timeouts.connect_ms;
-  settings->max_peek_bytes = config.limits.max_peek_bytes;
-  settings->max_connections_per_sandbox = config.limits.max_connections_per_sandbox;
-  settings->max_connections = config.limits.max_connections;
-  if (settings->max_connections == 0) {
-    // Two descriptors per relayed connection, 10 % kept back for pipes, DNS, the control API
-    // and the listeners themselves.
-    rlimit limit{};
-    uint64_t descriptors = getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
-    settings->max_connections = static_cast<unsigned>(
-        std::max<uint64_t>(1, std::min<uint64_t>(descriptors, 1u << 30) * 9 / 20));
-  }
-  settings->max_peeking_per_sandbox = config.limits.max_peeking_per_sandbox;
-  settings->unknown_source = config.unknown_source;
-  settings->on_update = config.on_update;
-  settings->dns_verify = config.dns.verify;
-  return settings;
-}
-
 void raise_fd_limit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -92,10 +68,6 @@ void raise_fd_limit() {
 }
 
 }  // namespace
-
-std::shared_ptr<const Settings> Settings::from(const Config& config) {
-  return build_settings(config);
-}
 
 int run_server(Config config) {
   raise_fd_limit();
@@ -156,7 +128,7 @@ int run_server(Config config) {
   config.sandboxes.clear();
   config.sandboxes.shrink_to_fit();
   malloc_trim(0);
-  ControlApi api(shared, state);
+  ControlApi api(shared.control(), state);
   ControlServer control(api, config.listen.control);
   if (std::string problem = control.start(); !problem.empty()) {
     log_line("control socket: " + problem);

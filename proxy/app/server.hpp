@@ -1,5 +1,5 @@
 #pragma once
-#include "policy/config.hpp"
+#include "config/config.hpp"
 
 namespace egressd {
 

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "control/check.hpp"
 #include "control/spec_json.hpp"
-#include "policy/check.hpp"
 
 namespace egressd {
 namespace {
@@ -103,13 +103,13 @@ json parse_body(const ControlRequest& request, bool& ok) {
 std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> ControlApi::apply(
     const SandboxSpec& spec, std::optional<uint64_t> if_match) {
   std::lock_guard lock(write_mutex_);
-  auto result = shared_.store.put(spec, if_match, std::nullopt, [&](const Sandbox& sandbox) {
+  auto result = ctx_.store.put(spec, if_match, std::nullopt, [&](const Sandbox& sandbox) {
     return state_.save(spec, sandbox.generation);
   });
-  shared_.metrics.policy_update(std::holds_alternative<std::shared_ptr<const Sandbox>>(result));
+  ctx_.metrics.policy_update(std::holds_alternative<std::shared_ptr<const Sandbox>>(result));
   if (auto* sandbox = std::get_if<std::shared_ptr<const Sandbox>>(&result)) {
-    shared_.metrics.sandboxes(shared_.store.snapshot()->size());
-    if (shared_.settings.load()->on_update == OnUpdate::revoke) revoke_denied(**sandbox);
+    ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
+    if (ctx_.settings.load()->on_update == OnUpdate::revoke) revoke_denied(**sandbox);
   }
   return result;
 }
@@ -117,9 +117,9 @@ std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> ControlApi::
 // Re-checks each live connection of `sandbox` with the facts it was decided on, on the
 // connection's own thread, and closes the ones the new policy denies (reason revoked).
 void ControlApi::revoke_denied(const Sandbox& sandbox) {
-  auto settings = shared_.settings.load();
+  auto settings = ctx_.settings.load();
   std::shared_ptr<const CompiledPolicy> policy = sandbox.policy;
-  for (auto& live : shared_.registry.of_sandbox(sandbox.id)) {
+  for (auto& live : ctx_.registry.of_sandbox(sandbox.id)) {
     asio::post(live->executor, [live, policy, settings] {
       auto [name, decided] = live->facts();
       if (!decided) return;  // still peeking: it will be decided with the new policy anyway
@@ -138,7 +138,7 @@ void ControlApi::revoke_denied(const Sandbox& sandbox) {
 
 std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
   std::lock_guard lock(write_mutex_);
-  auto before = shared_.store.snapshot();
+  auto before = ctx_.store.snapshot();
   std::vector<SandboxSpec> merged;
   for (const SandboxSpec& spec : fresh.sandboxes) {
     if (!state_.has(spec.id)) merged.push_back(spec);
@@ -146,15 +146,15 @@ std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
   before->for_each([&](const Sandbox& sandbox) {
     if (state_.has(sandbox.id)) merged.push_back(spec_of(sandbox));
   });
-  if (auto problem = shared_.store.replace_all(merged)) {
-    shared_.metrics.policy_update(false);
+  if (auto problem = ctx_.store.replace_all(merged)) {
+    ctx_.metrics.policy_update(false);
     return problem;
   }
-  shared_.settings.publish(Settings::from(fresh));
-  shared_.metrics.policy_update(true);
-  shared_.metrics.sandboxes(shared_.store.snapshot()->size());
+  ctx_.settings.publish(Settings::from(fresh));
+  ctx_.metrics.policy_update(true);
+  ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
   if (fresh.on_update == OnUpdate::revoke) {
-    shared_.store.snapshot()->for_each([&](const Sandbox& sandbox) {
+    ctx_.store.snapshot()->for_each([&](const Sandbox& sandbox) {
       auto old = before->find_by_id(sandbox.id);
       if (old && old->generation != sandbox.generation) revoke_denied(sandbox);
     });
@@ -164,13 +164,13 @@ std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
 
 bool ControlApi::remove(const std::string& id) {
   std::lock_guard lock(write_mutex_);
-  if (!shared_.store.snapshot()->find_by_id(id)) return false;
+  if (!ctx_.store.snapshot()->find_by_id(id)) return false;
   state_.remove(id);
-  shared_.store.remove(id);
-  shared_.metrics.policy_update(true);
-  shared_.metrics.sandboxes(shared_.store.snapshot()->size());
-  shared_.denials.forget(id);
-  for (auto& live : shared_.registry.of_sandbox(id)) {
+  ctx_.store.remove(id);
+  ctx_.metrics.policy_update(true);
+  ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
+  ctx_.denials.forget(id);
+  for (auto& live : ctx_.registry.of_sandbox(id)) {
     asio::post(live->executor, [live] { live->abort(Reason::revoked); });
   }
   return true;
@@ -218,7 +218,7 @@ ControlResponse ControlApi::native(const ControlRequest& request,
                                    const std::vector<std::string>& path,
                                    const std::map<std::string, std::string>& query) {
   const std::string& method = request.method;
-  auto snapshot = shared_.store.snapshot();
+  auto snapshot = ctx_.store.snapshot();
   if (path.size() == 2 && path[1] == "health") {
     if (method != "GET") return method_not_allowed("GET");
     return reply(200, {{"status", "ok"},
@@ -275,21 +275,25 @@ ControlResponse ControlApi::native(const ControlRequest& request,
     bool ok = false;
     json body = parse_body(request, ok);
     if (!ok) return native_error(400, "invalid JSON");
-    auto settings = shared_.settings.load();
+    auto settings = ctx_.settings.load();
     auto answer = check_request(*snapshot, settings->guard, settings->unknown_source, body);
     return reply(answer.status, answer.body);
   }
   if (path.size() == 2 && (path[1] == "connections" || path[1] == "denials")) {
     if (method != "GET") return method_not_allowed("GET");
+    // With sandbox=: that sandbox's; without: host-wide, unknown sources included.
     auto sandbox = query.find("sandbox");
-    if (sandbox == query.end())
-      return native_error(400, "query parameter sandbox= is required", "sandbox");
-    if (!snapshot->find_by_id(sandbox->second))
+    bool host_wide = sandbox == query.end();
+    if (!host_wide && !snapshot->find_by_id(sandbox->second))
       return native_error(404, "unknown sandbox \"" + sandbox->second + "\"");
+    auto owner = [](const std::string& id) { return id.empty() ? json(nullptr) : json(id); };
     json list = json::array();
     if (path[1] == "connections") {
       auto now = std::chrono::system_clock::now();
-      for (const auto& live : shared_.registry.of_sandbox(sandbox->second)) {
+      auto lives = host_wide ? ctx_.registry.all() : ctx_.registry.of_sandbox(sandbox->second);
+      std::sort(lives.begin(), lives.end(),
+                [](const auto& a, const auto& b) { return a->serial < b->serial; });
+      for (const auto& live : lives) {
         auto [name, decided] = live->facts();
         list.push_back(
             {{"id", live->serial},
@@ -302,18 +306,25 @@ ControlResponse ControlApi::native(const ControlRequest& request,
              {"started", iso_time(live->started)},
              {"age_ms",
               std::chrono::duration_cast<std::chrono::milliseconds>(now - live->started).count()}});
+        if (host_wide) list.back()["sandbox"] = owner(live->sandbox);
       }
+      if (host_wide) return reply(200, {{"connections", list}});
       return reply(200, {{"sandbox", sandbox->second}, {"connections", list}});
     }
-    for (const Denial& d : shared_.denials.recent(sandbox->second)) {
+    auto denials =
+        host_wide ? ctx_.denials.recent_host_wide() : ctx_.denials.recent(sandbox->second);
+    for (const Denial& d : denials) {
       list.push_back({{"time", iso_time(d.time)},
+                      {"src", d.src},
                       {"dst", d.destination.to_string()},
                       {"port", d.port},
                       {"name", d.name.empty() ? json(nullptr) : json(d.name)},
                       {"reason", to_string(d.reason)},
                       {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
       if (d.would_deny) list.back()["would_deny"] = to_string(*d.would_deny);
+      if (host_wide) list.back()["sandbox"] = owner(d.sandbox);
     }
+    if (host_wide) return reply(200, {{"denials", list}});
     return reply(200, {{"sandbox", sandbox->second}, {"denials", list}});
   }
   return native_error(404, "no such route: " + request.target);

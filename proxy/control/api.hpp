@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "app/runtime.hpp"
+#include "config/config.hpp"
+#include "control/context.hpp"
 #include "control/state_dir.hpp"
 
 namespace egressd {
@@ -27,7 +28,7 @@ struct ControlResponse {
 
 class ControlApi {
  public:
-  ControlApi(Shared& shared, StateDir& state) : shared_(shared), state_(state) {}
+  ControlApi(ControlContext context, StateDir& state) : ctx_(context), state_(state) {}
   ControlResponse handle(const ControlRequest& request);
 
   // Validates, persists, publishes, then applies on_update to live connections. Shared by
@@ -50,7 +51,7 @@ class ControlApi {
   ControlResponse sandbox0(const ControlRequest& request, const std::string& id);
   ControlResponse blaxel(const ControlRequest& request, const std::string& id);
 
-  Shared& shared_;
+  ControlContext ctx_;
   StateDir& state_;
   // One policy change at a time (persist order = publish order); recursive: a compatible
   // endpoint holds it across its read-modify-write and apply() takes it again.

@@ -75,7 +75,7 @@ ControlResponse ControlApi::e2b(const ControlRequest& request, const std::string
     r.headers.push_back({"Allow", "PUT"});
     return r;
   }
-  auto existing = shared_.store.snapshot()->share_by_id(id);
+  auto existing = ctx_.store.snapshot()->share_by_id(id);
   if (!existing) return error(404, "sandbox \"" + id + "\" not found");
   auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
@@ -146,7 +146,7 @@ ControlResponse ControlApi::brimble(const ControlRequest& request, const std::st
     r.headers.push_back({"Allow", "PUT"});
     return r;
   }
-  auto existing = shared_.store.snapshot()->share_by_id(id);
+  auto existing = ctx_.store.snapshot()->share_by_id(id);
   if (!existing) return error(404, "Sandbox not found");
   auto body = json::parse(request.body.empty() ? std::string("{}") : request.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
@@ -210,7 +210,7 @@ ControlResponse ControlApi::sandbox0(const ControlRequest& request, const std::s
   auto error = [](int code, const std::string& message) {
     return reply(code, {{"error", message}});
   };
-  auto existing = shared_.store.snapshot()->share_by_id(id);
+  auto existing = ctx_.store.snapshot()->share_by_id(id);
   if (request.method != "GET" && request.method != "PUT") {
     ControlResponse r = error(405, "method not allowed; use GET or PUT");
     r.headers.push_back({"Allow", "GET, PUT"});
@@ -322,7 +322,7 @@ ControlResponse ControlApi::blaxel(const ControlRequest& request, const std::str
     r.headers.push_back({"Allow", "PUT"});
     return r;
   }
-  auto existing = shared_.store.snapshot()->share_by_id(id);
+  auto existing = ctx_.store.snapshot()->share_by_id(id);
   if (!existing) return error(404, "Not Found", "sandbox " + id + " not found");
   auto body = json::parse(request.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())

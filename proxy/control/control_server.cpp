@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "control/check.hpp"
 #include "control/request_reader.hpp"
-#include "policy/check.hpp"
 
 namespace egressd {
 namespace {

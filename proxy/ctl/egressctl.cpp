@@ -27,8 +27,8 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
   delete ID                       remove a sandbox (its connections are closed)
   check ID [--host NAME] [--ip ADDR] --port N
                                   explain what egressd would decide
-  conns ID                        live connections
-  denials ID                      recent refusals
+  conns [ID]                      live connections (without ID: host-wide)
+  denials [ID]                    recent refusals (without ID: host-wide, unknown sources too)
 Default socket: /run/egressd/control.sock (or $EGRESSD_SOCKET).
 )";
 
@@ -214,10 +214,13 @@ int main(int argc, char** argv) {
   } else if (command == "delete") {
     method = "DELETE";
     target = "/v1/sandboxes/" + need_id();
-  } else if (command == "conns") {
-    target = "/v1/connections?sandbox=" + need_id();
-  } else if (command == "denials") {
-    target = "/v1/denials?sandbox=" + need_id();
+  } else if (command == "conns" || command == "denials") {
+    target = command == "conns" ? "/v1/connections" : "/v1/denials";
+    if (positional.size() > 2) {
+      std::cerr << "egressctl: " << command << " takes at most one sandbox id\n";
+      return 2;
+    }
+    if (positional.size() == 2) target += "?sandbox=" + positional[1];
   } else if (command == "check") {
     method = "POST";
     target = "/v1/check";
@@ -305,18 +308,21 @@ int main(int argc, char** argv) {
   } else if (command == "conns") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& c : b["connections"]) {
-      rows.push_back({text_of(c["id"]), text_of(c["src"]),
-                      text_of(c["dst"]) + ":" + text_of(c["port"]), text_of(c["proto"]),
-                      text_of(c["name"]), text_of(c["phase"]), text_of(c["age_ms"])});
+      rows.push_back({text_of(c["id"]), text_of(c.value("sandbox", b.value("sandbox", json()))),
+                      text_of(c["src"]), text_of(c["dst"]) + ":" + text_of(c["port"]),
+                      text_of(c["proto"]), text_of(c["name"]), text_of(c["phase"]),
+                      text_of(c["age_ms"])});
     }
-    print_table({"ID", "SOURCE", "DESTINATION", "PROTO", "NAME", "PHASE", "AGE_MS"}, rows);
+    print_table({"ID", "SANDBOX", "SOURCE", "DESTINATION", "PROTO", "NAME", "PHASE", "AGE_MS"},
+                rows);
   } else if (command == "denials") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& d : b["denials"]) {
-      rows.push_back({text_of(d["time"]), text_of(d["dst"]) + ":" + text_of(d["port"]),
+      rows.push_back({text_of(d["time"]), text_of(d.value("sandbox", b.value("sandbox", json()))),
+                      text_of(d["src"]), text_of(d["dst"]) + ":" + text_of(d["port"]),
                       text_of(d["name"]), text_of(d["reason"]), text_of(d["rule"])});
     }
-    print_table({"TIME", "DESTINATION", "NAME", "REASON", "RULE"}, rows);
+    print_table({"TIME", "SANDBOX", "SOURCE", "DESTINATION", "NAME", "REASON", "RULE"}, rows);
   }
   return 0;
 }

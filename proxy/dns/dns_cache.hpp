@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "policy/ip.hpp"
+#include "core/ip.hpp"
 
 namespace egressd {
 

@@ -6,10 +6,10 @@
 #include <asio/io_context.hpp>
 #include <optional>
 
+#include "core/modes.hpp"
+#include "core/reason.hpp"
 #include "dns/resolver.hpp"
 #include "metrics/metrics.hpp"
-#include "policy/config.hpp"
-#include "policy/reason.hpp"
 #include "policy/sandbox_policy.hpp"
 
 namespace egressd {

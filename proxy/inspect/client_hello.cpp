@@ -2,7 +2,7 @@
 
 #include <bitset>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 
 namespace egressd {
 namespace {

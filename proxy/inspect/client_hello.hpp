@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/reason.hpp"
 #include "inspect/parse_status.hpp"
-#include "policy/reason.hpp"
 
 namespace egressd {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 
 namespace egressd {
 namespace {

@@ -14,9 +14,9 @@
 #include <span>
 #include <string>
 
+#include "core/ip.hpp"
+#include "core/reason.hpp"
 #include "inspect/parse_status.hpp"
-#include "policy/ip.hpp"
-#include "policy/reason.hpp"
 
 namespace egressd {
 

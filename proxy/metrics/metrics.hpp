@@ -14,7 +14,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "policy/reason.hpp"
+#include "core/reason.hpp"
 
 namespace egressd {
 

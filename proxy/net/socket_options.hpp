@@ -4,7 +4,7 @@
 
 #include <optional>
 
-#include "policy/ip.hpp"
+#include "core/ip.hpp"
 
 namespace egressd {
 

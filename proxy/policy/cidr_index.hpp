@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "policy/ip.hpp"
+#include "core/ip.hpp"
 #include "policy/level_pick.hpp"
 
 namespace egressd {

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 #include "policy/public_suffix.hpp"
 
 namespace egressd {

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <variant>
 
-#include "policy/ip.hpp"
+#include "core/ip.hpp"
 
 namespace egressd {
 

@@ -8,10 +8,10 @@
 #include <variant>
 #include <vector>
 
+#include "core/ip.hpp"
+#include "core/reason.hpp"
 #include "policy/cidr_index.hpp"
 #include "policy/domain_index.hpp"
-#include "policy/ip.hpp"
-#include "policy/reason.hpp"
 #include "policy/rule.hpp"
 
 namespace egressd {

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "policy/reason.hpp"
+#include "core/reason.hpp"
 
 namespace egressd {
 

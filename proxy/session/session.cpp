@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "inspect/client_hello.hpp"
+#include "inspect/http_gate.hpp"
 #include "inspect/http_request.hpp"
 #include "net/socket_options.hpp"
-#include "session/http_gate.hpp"
 #include "session/refusal.hpp"
 #include "util/asio_tokens.hpp"
 
@@ -80,17 +80,16 @@ struct HttpExchange {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, tcp::socket client)
-      : worker_(worker),
-        shared_(worker.shared),
-        settings_(worker.settings.share()),
+  Session(SessionContext& context, tcp::socket client)
+      : ctx_(context),
+        settings_(context.settings.share()),
         client_(std::move(client)),
         upstream_(client_.get_executor()),
-        phase_(shared_.metrics),
+        phase_(ctx_.metrics),
         started_(std::chrono::steady_clock::now()) {
-    worker_.active.fetch_add(1, std::memory_order_relaxed);
+    ctx_.active.fetch_add(1, std::memory_order_relaxed);
   }
-  ~Session() { worker_.active.fetch_sub(1, std::memory_order_relaxed); }
+  ~Session() { ctx_.active.fetch_sub(1, std::memory_order_relaxed); }
 
   asio::awaitable<void> run(const tcp::endpoint& peer);
 
@@ -115,8 +114,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void abort(Reason reason);
   bool admit();
 
-  Worker& worker_;
-  Shared& shared_;
+  SessionContext& ctx_;
   std::shared_ptr<const Settings> settings_;
   tcp::socket client_;
   tcp::socket upstream_;
@@ -148,7 +146,7 @@ Decision Session::decide_now(const std::string* name) {
   auto begin = std::chrono::steady_clock::now();
   // The latest policy of this sandbox: a keep-alive request is judged by today's rules.
   if (sandbox_) {
-    if (auto latest = worker_.policies.get()->share_by_id(sandbox_->id)) sandbox_ = latest;
+    if (auto latest = ctx_.policies.get()->share_by_id(sandbox_->id)) sandbox_ = latest;
   }
   DecisionInput input;
   input.name = name;
@@ -156,7 +154,7 @@ Decision Session::decide_now(const std::string* name) {
   input.port = port_;
   Decision decision = decide(settings_->guard, sandbox_ ? sandbox_->policy.get() : nullptr,
                              settings_->unknown_source, input);
-  shared_.metrics.decision_seconds(
+  ctx_.metrics.decision_seconds(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   decision_ = decision;
   rule_ = std::string(decision.rule);
@@ -178,16 +176,15 @@ bool Session::enforced(Reason reason) {
 }
 
 void Session::leave_peek() {
-  if (live_) shared_.registry.peek_done(*live_);
+  if (live_) ctx_.registry.peek_done(*live_);
 }
 
 void Session::finish(Reason reason) {
   if (finished_) return;
   finished_ = true;
-  if (live_) shared_.registry.remove(*live_);
+  if (live_) ctx_.registry.remove(*live_);
   // Whatever decided last, a connection that audit mode let past a refusal is audit_allow.
   if (would_deny_ && verdict_of(reason) == Verdict::allow) reason = Reason::audit_allow;
-  shared_.metrics.connection_finished(reason);
   AccessRecord record;
   record.sandbox = sandbox_ ? sandbox_->id : std::string();
   record.src = endpoint_text(source_, source_port_);
@@ -206,11 +203,7 @@ void Session::finish(Reason reason) {
   record.ech = ech_;
   if (reason == Reason::audit_allow) record.would_deny = would_deny_;
   if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
-  shared_.access_log.write(record);
-  if (sandbox_ && (record.verdict == Verdict::deny || record.would_deny)) {
-    shared_.denials.record(sandbox_->id, Denial{std::chrono::system_clock::now(), destination_,
-                                                port_, name_, reason, rule_, record.would_deny});
-  }
+  ctx_.outcomes.finished(record, destination_);
 }
 
 void Session::abort(Reason reason) {
@@ -231,7 +224,7 @@ asio::awaitable<void> Session::deny(Reason reason) {
 // descriptors, so all of them count against limits.max_connections.
 bool Session::admit() {
   live_ = std::make_shared<LiveConnection>();
-  live_->serial = shared_.next_serial.fetch_add(1, std::memory_order_relaxed);
+  live_->serial = ctx_.next_serial.fetch_add(1, std::memory_order_relaxed);
   live_->sandbox = sandbox_ ? sandbox_->id : std::string();
   live_->source = source_;
   live_->source_port = source_port_;
@@ -246,7 +239,7 @@ bool Session::admit() {
   };
   ConnectionLimits limits{settings_->max_connections_per_sandbox, settings_->max_connections,
                           settings_->max_peeking_per_sandbox};
-  if (shared_.registry.admit(live_, limits, proto_ != Proto::tcp)) return true;
+  if (ctx_.registry.admit(live_, limits, proto_ != Proto::tcp)) return true;
   live_.reset();
   return false;
 }
@@ -262,7 +255,7 @@ asio::awaitable<void> Session::run(const tcp::endpoint& remote) {
   proto_ = settings_->tls_ports.test(port_)    ? Proto::tls
            : settings_->http_ports.test(port_) ? Proto::http
                                                : Proto::tcp;
-  sandbox_ = worker_.policies.get()->share_by_source(source_);
+  sandbox_ = ctx_.policies.get()->share_by_source(source_);
   if (!sandbox_ && settings_->unknown_source == Verdict::deny) {
     co_await deny(Reason::unknown_source);
     co_return;
@@ -293,20 +286,20 @@ asio::awaitable<std::optional<Reason>> Session::verify_destination(bool may_redi
   if (mode != DnsVerify::off && !may_redirect) mode = DnsVerify::strict;
   DnsAnswer answer;
   if (mode != DnsVerify::off) {
-    answer = co_await worker_.dns.lookup(name_);
+    answer = co_await ctx_.dns.lookup(name_);
     if (aborted_) co_return aborted_;
   }
   IpAddress target = dial_.value_or(destination_);
   Verification verdict = choose_destination(mode, answer, target, settings_->guard,
                                             sandbox_ ? sandbox_->policy.get() : nullptr, port_);
   if (!verdict.dial) {
-    if (mode != DnsVerify::off) shared_.metrics.dns_verification("refused");
+    if (mode != DnsVerify::off) ctx_.metrics.dns_verification("refused");
     decision_ = Decision{Verdict::deny, verdict.refusal, verdict.rule, std::nullopt};
     rule_ = std::string(verdict.rule);
     co_return verdict.refusal;
   }
   if (mode != DnsVerify::off) {
-    shared_.metrics.dns_verification(*verdict.dial == destination_ ? "original" : "redirected");
+    ctx_.metrics.dns_verification(*verdict.dial == destination_ ? "original" : "redirected");
   }
   dial_ = *verdict.dial;
   if (live_) live_->set_dialed(*dial_);
@@ -329,7 +322,7 @@ asio::awaitable<void> Session::pass_through_audited(std::span<const uint8_t> pen
       co_return;
     }
     bytes_up_ += written;
-    shared_.metrics.bytes_up(static_cast<double>(written));
+    ctx_.metrics.bytes_up(static_cast<double>(written));
   }
   start_relay();
 }
@@ -381,12 +374,12 @@ asio::awaitable<bool> Session::connect_upstream() {
 void Session::start_relay() {
   phase_.enter(Phase::relay);
   relaying_ = true;
-  Metrics& metrics = shared_.metrics;
-  up_.emplace(client_, upstream_, worker_.pipes, [this, &metrics](size_t n) {
+  Metrics& metrics = ctx_.metrics;
+  up_.emplace(client_, upstream_, ctx_.pipes, [this, &metrics](size_t n) {
     bytes_up_ += n;
     metrics.bytes_up(static_cast<double>(n));
   });
-  down_.emplace(upstream_, client_, worker_.pipes, [this, &metrics](size_t n) {
+  down_.emplace(upstream_, client_, ctx_.pipes, [this, &metrics](size_t n) {
     bytes_down_ += n;
     metrics.bytes_down(static_cast<double>(n));
   });
@@ -460,7 +453,7 @@ asio::awaitable<bool> Session::peek_hello(ClientHelloParser& parser) {
     co_return false;
   }
   bytes_up_ += written;
-  shared_.metrics.bytes_up(static_cast<double>(written));
+  ctx_.metrics.bytes_up(static_cast<double>(written));
   co_return true;  // the peek buffer is freed here, before the relay
 }
 
@@ -570,7 +563,7 @@ asio::awaitable<void> Session::http_client_side(HttpExchange& ex) {
           co_return;
         }
         bytes_up_ += written;
-        shared_.metrics.bytes_up(static_cast<double>(written));
+        ctx_.metrics.bytes_up(static_cast<double>(written));
         ex.gate.forwarded();
         break;
       }
@@ -595,9 +588,9 @@ asio::awaitable<void> Session::http_client_side(HttpExchange& ex) {
       case Step::opaque: {
         auto up = [this](size_t n) {
           bytes_up_ += n;
-          shared_.metrics.bytes_up(static_cast<double>(n));
+          ctx_.metrics.bytes_up(static_cast<double>(n));
         };
-        co_await splice_one_way(client_, upstream_, worker_.pipes, up);
+        co_await splice_one_way(client_, upstream_, ctx_.pipes, up);
         co_return;
       }
       case Step::await_upgrade:
@@ -627,7 +620,7 @@ asio::awaitable<void> Session::http_client_side(HttpExchange& ex) {
 asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
   auto down = [this](size_t n) {
     bytes_down_ += n;
-    shared_.metrics.bytes_down(static_cast<double>(n));
+    ctx_.metrics.bytes_down(static_cast<double>(n));
   };
   std::vector<uint8_t> buffer(16384);
   for (;;) {
@@ -657,7 +650,7 @@ asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
     }
     down(written);
     if (ex.gate.switched()) {
-      co_await splice_one_way(upstream_, client_, worker_.pipes, down);
+      co_await splice_one_way(upstream_, client_, ctx_.pipes, down);
       co_return;
     }
   }
@@ -667,8 +660,8 @@ asio::awaitable<void> Session::http_server_side(HttpExchange& ex) {
 
 }  // namespace
 
-asio::awaitable<void> run_session(Worker& worker, tcp::socket client, tcp::endpoint peer) {
-  auto session = std::make_shared<Session>(worker, std::move(client));
+asio::awaitable<void> run_session(SessionContext& context, tcp::socket client, tcp::endpoint peer) {
+  auto session = std::make_shared<Session>(context, std::move(client));
   co_await session->run(peer);
 }
 

@@ -4,12 +4,12 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 
-#include "app/runtime.hpp"
+#include "session/context.hpp"
 
 namespace egressd {
 
 // `peer` is the client's address as accept() returned it.
-asio::awaitable<void> run_session(Worker& worker, asio::ip::tcp::socket client,
+asio::awaitable<void> run_session(SessionContext& context, asio::ip::tcp::socket client,
                                   asio::ip::tcp::endpoint peer);
 
 }  // namespace egressd

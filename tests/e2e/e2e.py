@@ -594,6 +594,17 @@ def firewall_up_twice_under_load_lets_no_connection_bypass():
 
 
 @test
+def firewall_tests_leave_no_connection_open_at_egressd():
+    """Every connection the firewall tests made has ended (a lingering one would hold a drain)."""
+    def live():
+        return api("GET", "/v1/connections")[1]["connections"]  # host-wide: unknown sources too
+    try:
+        wait_for(lambda: not live(), "the firewall tests' connections to end", seconds=5)
+    except RuntimeError:
+        raise AssertionError(live())
+
+
+@test
 def allowed_sni_reaches_origin():
     r = https("sbx1", "api.github.com")
     assert r.stdout == "origin api.github.com\n", r
@@ -682,6 +693,10 @@ def unknown_source():
     r = curl("sbx1", "-i --interface 10.200.1.3 --resolve pypi.org:80:198.18.0.10 http://pypi.org/")
     assert "X-Egress-Denied: unknown_source" in r.stdout, r.stdout
     assert last_record(reason="unknown_source")["sandbox"] is None
+    # Host-wide denials (no sandbox=) list unknown sources with their address.
+    host_wide = json.loads(ctl("--json", "denials").stdout)["denials"]
+    assert any(d["sandbox"] is None and d["src"].startswith("10.200.1.3:") and d["reason"] == "unknown_source"
+               for d in host_wide), host_wide
 
 
 @test

@@ -2,8 +2,8 @@
 #include <cstdlib>
 #include <span>
 
+#include "core/hostname.hpp"
 #include "inspect/client_hello.hpp"
-#include "inspect/hostname.hpp"
 
 using namespace egressd;
 

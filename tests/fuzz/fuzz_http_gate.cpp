@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "inspect/http_gate.hpp"
 #include "inspect/http_request.hpp"
-#include "session/http_gate.hpp"
 
 using namespace egressd;
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 #include "inspect/http_request.hpp"
 
 using namespace egressd;

@@ -2,7 +2,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 #include "policy/rule.hpp"
 
 using namespace egressd;

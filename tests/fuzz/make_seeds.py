@@ -43,3 +43,24 @@ gate_seeds = {
  'head': b'\x03HEAD / HTTP/1.1\r\nHost: ok.example\r\n\r\nGET / HTTP/1.1\r\nHost: ok.example\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n' + split + b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n' + ok,
 }
 for k, v in gate_seeds.items(): open(os.path.join(g, k), 'wb').write(v)
+
+# The control API targets: every JSON body the control API's unit tests send, as
+# [method PUT][id "a"] body for each route family, and as HTTP requests for the reader.
+import re
+here = os.path.dirname(os.path.abspath(__file__))
+unit = open(os.path.join(here, '..', 'unit', 'control', 'test_control_api.cpp')).read()
+bodies = sorted({b for b in re.findall(r'R"\((\{.*?\})\)"', unit)})
+for target in ('control_native', 'control_e2b', 'control_brimble', 'control_sandbox0', 'control_blaxel'):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    for i, body in enumerate(bodies):
+        open(os.path.join(d, f'unit_{i:02d}'), 'wb').write(b'\x00\x00' + body.encode())
+r = os.path.join(out, 'control_request')
+os.makedirs(r, exist_ok=True)
+for i, body in enumerate(bodies):
+    data = body.encode()
+    request = (b'PUT /v1/sandboxes/a HTTP/1.1\r\nHost: egressd\r\nContent-Type: application/json\r\n'
+               b'Content-Length: %d\r\n\r\n' % len(data) + data + b'GET /v1/sandboxes HTTP/1.1\r\n\r\n')
+    open(os.path.join(r, f'unit_{i:02d}'), 'wb').write(bytes([i % 97]) + request)
+open(os.path.join(r, 'chunked'), 'wb').write(
+    b'\x05PUT /v1/sandboxes/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n')

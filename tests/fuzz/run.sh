@@ -7,11 +7,16 @@ seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for target in client_hello http_request http_gate rule; do
+# The control API's route targets share one budget between them (same harness, five routes).
+route_seconds=$(( seconds / 3 > 5 ? seconds / 3 : 5 ))
+for target in client_hello http_request http_gate rule control_request \
+    control_native control_e2b control_brimble control_sandbox0 control_blaxel; do
+  budget=$seconds
+  case "$target" in control_native|control_e2b|control_brimble|control_sandbox0|control_blaxel) budget=$route_seconds ;; esac
   mkdir -p "$work/$target"
   cp "$here/corpus/$target/"* "$work/$target/" 2>/dev/null || true
-  echo "fuzz_$target: ${seconds}s"
-  "$build/fuzz_$target" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+  echo "fuzz_$target: ${budget}s"
+  "$build/fuzz_$target" -max_total_time="$budget" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$work/" -print_final_stats=1 "$work/$target" 2>&1 |
     grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|==[0-9]+==" || true
   if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then

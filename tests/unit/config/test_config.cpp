@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
-#include "policy/check.hpp"
-#include "policy/config.hpp"
+#include "config/config.hpp"
+#include "control/check.hpp"
 
 using namespace egressd;
 

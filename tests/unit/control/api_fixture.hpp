@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "app/daemon.hpp"
 #include "control/api.hpp"
 
 namespace egressd::testing {
@@ -25,7 +26,7 @@ struct ApiFixture {
     shared = std::make_unique<Shared>(Settings::from(config));
     state = std::make_unique<StateDir>(state_subdir.empty() ? dir : dir + "/" + state_subdir);
     REQUIRE(state->prepare().empty());
-    api = std::make_unique<ControlApi>(*shared, *state);
+    api = std::make_unique<ControlApi>(shared->control(), *state);
   }
   ~ApiFixture() { std::filesystem::remove_all(dir); }
 };

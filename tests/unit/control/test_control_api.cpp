@@ -101,10 +101,22 @@ TEST_CASE("Native routes: errors change nothing") {
   CHECK(f.call("PATCH", "/v1/sandboxes/a").status == 405);
   CHECK(f.call("POST", "/v1/health").status == 405);
   CHECK(f.call("GET", "/v2/nothing").status == 404);
-  CHECK(f.call("GET", "/v1/connections").status == 400);
+  CHECK(f.call("POST", "/v1/connections").status == 405);
   CHECK(f.call("GET", "/v1/denials?sandbox=zz").status == 404);
   CHECK(f.call_json("GET", "/v1/denials?sandbox=a")["denials"].empty());
   CHECK(f.call_json("GET", "/v1/connections?sandbox=a")["connections"].empty());
+  // Without sandbox=: host-wide (unknown sources too), never a 400.
+  CHECK(f.call("GET", "/v1/connections").status == 200);
+  CHECK(f.call_json("GET", "/v1/connections")["connections"].is_array());
+  f.shared->denials.record(
+      "", Denial{std::chrono::system_clock::now(), *IpAddress::parse("198.18.0.11"), 9000, "",
+                 Reason::unknown_source, "", std::nullopt, "10.200.1.3:4000"});
+  json host_wide = f.call_json("GET", "/v1/denials");
+  REQUIRE(host_wide["denials"].size() == 1);
+  CHECK(host_wide["denials"][0]["sandbox"].is_null());
+  CHECK(host_wide["denials"][0]["src"] == "10.200.1.3:4000");
+  CHECK(host_wide["denials"][0]["reason"] == "unknown_source");
+  CHECK(f.call_json("GET", "/v1/denials?sandbox=a")["denials"].empty());
 }
 
 TEST_CASE("Native routes: If-Match generations") {

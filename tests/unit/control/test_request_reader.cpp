@@ -3,41 +3,14 @@
 #include <string>
 #include <vector>
 
-#include "control/request_reader.hpp"
+#include "../../support/read_requests.hpp"
 
 using namespace egressd;
 
 namespace {
 
-struct Read {
-  std::vector<ControlRequest> requests;
-  RequestReader::Outcome last = RequestReader::Outcome::need_more;
-};
-
-// Feeds `bytes` in pieces of `piece` bytes (0: whole), as the server does.
-Read read_all(const std::string& bytes, size_t piece) {
-  RequestReader reader;
-  Read out;
-  std::string pending;
-  size_t at = 0;
-  for (int guard = 0; guard < 100000; ++guard) {
-    if (pending.empty()) {
-      if (at == bytes.size()) break;
-      size_t n = piece ? std::min(piece, bytes.size() - at) : bytes.size() - at;
-      pending = bytes.substr(at, n);
-      at += n;
-    }
-    auto step = reader.feed(pending);
-    pending.erase(0, step.used);
-    out.last = step.outcome;
-    if (step.outcome == RequestReader::Outcome::complete) {
-      out.requests.push_back(reader.request());
-      reader.next();
-    } else if (step.outcome != RequestReader::Outcome::need_more) {
-      break;
-    }
-  }
-  return out;
+testing::ReadRequests read_all(const std::string& bytes, size_t piece) {
+  return testing::read_requests(bytes, piece ? piece : bytes.size() + 1);
 }
 
 }  // namespace
@@ -47,7 +20,7 @@ TEST_CASE("RequestReader: pipelined requests read alike whole and one byte at a 
       "PUT /v1/sandboxes/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
       "GET /v1/sandboxes HTTP/1.1\r\nX-Thing: y\r\n\r\n";
   for (size_t piece : {0, 1, 3, 7}) {
-    Read read = read_all(two, piece);
+    auto read = read_all(two, piece);
     REQUIRE(read.requests.size() == 2);
     CHECK(read.requests[0].method == "PUT");
     CHECK(read.requests[0].target == "/v1/sandboxes/a");

@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "inspect/hostname.hpp"
+#include "core/hostname.hpp"
 #include "policy/sandbox_policy.hpp"
 
 using namespace egressd;

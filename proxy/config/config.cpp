@@ -1,0 +1,386 @@
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "policy/policy_store.hpp"
+
+namespace egressd {
+namespace {
+
+class Loader {
+ public:
+  explicit Loader(std::string name) : name_(std::move(name)) {}
+
+  std::vector<std::string> errors;
+
+  void error(const YAML::Mark& mark, const std::string& message) {
+    std::ostringstream out;
+    out << name_ << ":" << (mark.line + 1) << ":" << (mark.column + 1) << ": " << message;
+    errors.push_back(out.str());
+  }
+
+  // Refuses keys outside `allowed`; returns false when `node` is not a map.
+  bool expect_map(const YAML::Node& node, const std::string& where, std::set<std::string> allowed) {
+    if (!node.IsMap()) {
+      error(node.Mark(), where + ": expected a mapping");
+      return false;
+    }
+    for (const auto& entry : node) {
+      auto key = entry.first.as<std::string>();
+      if (!allowed.count(key)) {
+        error(entry.first.Mark(),
+              "unknown key \"" + (where.empty() ? key : where + "." + key) + "\"");
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& where) {
+    if (!node.IsScalar()) {
+      error(node.Mark(), where + ": expected a scalar");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  template <typename Unsigned>
+  void number(const YAML::Node& node, const std::string& where, Unsigned& out, uint64_t min,
+              uint64_t max) {
+    auto text = scalar(node, where);
+    if (!text) return;
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size() || value < min || value > max) {
+      error(node.Mark(),
+            where + ": expected an integer " + std::to_string(min) + "-" + std::to_string(max));
+      return;
+    }
+    out = static_cast<Unsigned>(value);
+  }
+
+  void strings(const YAML::Node& node, const std::string& where, std::vector<std::string>& out,
+               std::vector<YAML::Mark>* marks = nullptr) {
+    if (!node.IsSequence()) {
+      error(node.Mark(), where + ": expected a list");
+      return;
+    }
+    out.clear();
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (auto text = scalar(node[i], where + "[" + std::to_string(i) + "]")) {
+        out.push_back(*text);
+        if (marks) marks->push_back(node[i].Mark());
+      }
+    }
+  }
+
+  template <typename Enum>
+  void choice(const YAML::Node& node, const std::string& where, Enum& out,
+              std::initializer_list<std::pair<const char*, Enum>> options) {
+    auto text = scalar(node, where);
+    if (!text) return;
+    std::string names;
+    for (const auto& [name, value] : options) {
+      if (*text == name) {
+        out = value;
+        return;
+      }
+      names += names.empty() ? name : std::string(" | ") + name;
+    }
+    error(node.Mark(), where + ": \"" + *text + "\" is not one of " + names);
+  }
+
+  void ports(const YAML::Node& node, const std::string& where, std::vector<uint16_t>& out) {
+    if (!node.IsSequence()) {
+      error(node.Mark(), where + ": expected a list of ports");
+      return;
+    }
+    out.clear();
+    for (size_t i = 0; i < node.size(); ++i) {
+      uint16_t port = 0;
+      number(node[i], where + "[" + std::to_string(i) + "]", port, 1, 65535);
+      if (port) out.push_back(port);
+    }
+  }
+
+  // Loads one sandbox; marks of its fields let compile errors point at the right line.
+  void sandbox(const YAML::Node& node, const std::string& where, Config& config) {
+    if (!expect_map(node, where, {"id", "sources", "egress", "mode"})) return;
+    SandboxSpec spec;
+    std::map<std::string, YAML::Mark> marks{{"id", node.Mark()}};
+    if (node["id"]) {
+      if (auto id = scalar(node["id"], where + ".id")) spec.id = *id;
+      marks["id"] = node["id"].Mark();
+    } else {
+      error(node.Mark(), where + ": missing \"id\"");
+    }
+    if (node["sources"]) {
+      std::vector<YAML::Mark> source_marks;
+      strings(node["sources"], where + ".sources", spec.sources, &source_marks);
+      for (size_t i = 0; i < source_marks.size(); ++i)
+        marks["sources[" + std::to_string(i) + "]"] = source_marks[i];
+    }
+    if (node["mode"]) {
+      choice(node["mode"], where + ".mode", spec.mode,
+             {{"enforce", Mode::enforce}, {"audit", Mode::audit}});
+    }
+    if (const YAML::Node egress = node["egress"]) {
+      if (expect_map(egress, where + ".egress", {"default", "allow", "deny"})) {
+        if (egress["default"]) {
+          choice(egress["default"], where + ".egress.default", spec.default_verdict,
+                 {{"allow", Verdict::allow}, {"deny", Verdict::deny}});
+        }
+        for (const char* list : {"allow", "deny"}) {
+          if (!egress[list]) continue;
+          std::vector<YAML::Mark> rule_marks;
+          strings(egress[list], where + ".egress." + list,
+                  std::string(list) == "allow" ? spec.allow : spec.deny, &rule_marks);
+          for (size_t i = 0; i < rule_marks.size(); ++i) {
+            marks["egress." + std::string(list) + "[" + std::to_string(i) + "]"] = rule_marks[i];
+          }
+        }
+      }
+    }
+    sandbox_marks.push_back(std::move(marks));
+    config.sandboxes.push_back(std::move(spec));
+  }
+
+  std::vector<std::map<std::string, YAML::Mark>> sandbox_marks;
+
+ private:
+  std::string name_;
+};
+
+std::optional<std::string> validate_listen(const std::string& text) {
+  if (!parse_host_port(text)) return "\"" + text + "\" is not ADDRESS:PORT (IPv6 as [ADDR]:PORT)";
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HostPort> parse_host_port(std::string_view text) {
+  std::string_view host, port_text;
+  if (text.starts_with("[")) {
+    auto close = text.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  auto address = IpAddress::parse(host);
+  if (!address || (text.starts_with("[") != (address->family == Family::v6))) return std::nullopt;
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535 ||
+      port_text.empty())
+    return std::nullopt;
+  return HostPort{std::string(host), static_cast<uint16_t>(port)};
+}
+
+namespace {
+
+std::variant<Config, std::vector<std::string>> load_config_checked(const std::string& text,
+                                                                   const std::string& name);
+
+}  // namespace
+
+std::variant<Config, std::vector<std::string>> load_config_text(const std::string& text,
+                                                                const std::string& name) {
+  try {
+    return load_config_checked(text, name);
+  } catch (const YAML::Exception& e) {  // e.g. a mapping used as a key
+    return std::vector<std::string>{name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                    std::to_string(e.mark.column + 1) + ": " + e.msg};
+  }
+}
+
+namespace {
+
+std::variant<Config, std::vector<std::string>> load_config_checked(const std::string& text,
+                                                                   const std::string& name) {
+  Loader loader(name);
+  Config config;
+  config.path = name;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    loader.error(e.mark, e.msg);
+    return loader.errors;
+  }
+  if (root.IsNull()) return config;  // an empty file is every default
+  if (!loader.expect_map(root, "",
+                         {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
+                          "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
+    return loader.errors;
+  }
+  if (const YAML::Node listen = root["listen"];
+      listen && loader.expect_map(listen, "listen", {"tproxy", "control", "metrics"})) {
+    if (listen["tproxy"]) {
+      loader.strings(listen["tproxy"], "listen.tproxy", config.listen.tproxy);
+      for (size_t i = 0; i < config.listen.tproxy.size(); ++i) {
+        if (auto error = validate_listen(config.listen.tproxy[i])) {
+          loader.error(listen["tproxy"][i].Mark(),
+                       "listen.tproxy[" + std::to_string(i) + "]: " + *error);
+        }
+      }
+    }
+    if (listen["control"]) {
+      if (auto path = loader.scalar(listen["control"], "listen.control"))
+        config.listen.control = *path;
+    }
+    if (listen["metrics"]) {
+      if (listen["metrics"].IsNull()) {
+        config.listen.metrics.reset();
+      } else if (auto address = loader.scalar(listen["metrics"], "listen.metrics")) {
+        if (auto error = validate_listen(*address))
+          loader.error(listen["metrics"].Mark(), "listen.metrics: " + *error);
+        config.listen.metrics = *address;
+      }
+    }
+  }
+  if (root["workers"]) loader.number(root["workers"], "workers", config.workers, 0, 1024);
+  if (root["state_dir"]) {
+    if (auto dir = loader.scalar(root["state_dir"], "state_dir")) config.state_dir = *dir;
+  }
+  if (const YAML::Node inspect = root["inspect"];
+      inspect && loader.expect_map(inspect, "inspect", {"tls", "http"})) {
+    if (inspect["tls"]) loader.ports(inspect["tls"], "inspect.tls", config.inspect.tls);
+    if (inspect["http"]) loader.ports(inspect["http"], "inspect.http", config.inspect.http);
+    for (uint16_t port : config.inspect.tls) {
+      for (uint16_t other : config.inspect.http) {
+        if (port == other)
+          loader.error(inspect.Mark(),
+                       "inspect: port " + std::to_string(port) + " is both tls and http");
+      }
+    }
+  }
+  if (const YAML::Node timeouts = root["timeouts"];
+      timeouts && loader.expect_map(timeouts, "timeouts", {"peek_ms", "connect_ms"})) {
+    if (timeouts["peek_ms"])
+      loader.number(timeouts["peek_ms"], "timeouts.peek_ms", config.timeouts.peek_ms, 1, 600000);
+    if (timeouts["connect_ms"])
+      loader.number(timeouts["connect_ms"], "timeouts.connect_ms", config.timeouts.connect_ms, 1,
+                    600000);
+  }
+  if (const YAML::Node limits = root["limits"];
+      limits && loader.expect_map(limits, "limits",
+                                  {"max_peek_bytes", "max_connections_per_sandbox",
+                                   "max_connections", "max_peeking_per_sandbox"})) {
+    if (limits["max_peek_bytes"])
+      loader.number(limits["max_peek_bytes"], "limits.max_peek_bytes", config.limits.max_peek_bytes,
+                    512, 1 << 20);
+    if (limits["max_connections_per_sandbox"]) {
+      loader.number(limits["max_connections_per_sandbox"], "limits.max_connections_per_sandbox",
+                    config.limits.max_connections_per_sandbox, 1, 1000000);
+    }
+    if (limits["max_connections"]) {
+      loader.number(limits["max_connections"], "limits.max_connections",
+                    config.limits.max_connections, 0, 10000000);
+    }
+    if (limits["max_peeking_per_sandbox"]) {
+      loader.number(limits["max_peeking_per_sandbox"], "limits.max_peeking_per_sandbox",
+                    config.limits.max_peeking_per_sandbox, 1, 1000000);
+    }
+  }
+  if (const YAML::Node dns = root["dns"];
+      dns && loader.expect_map(dns, "dns",
+                               {"servers", "verify", "timeout_ms", "min_ttl_s", "max_ttl_s",
+                                "negative_ttl_s", "cache_size"})) {
+    if (dns["timeout_ms"])
+      loader.number(dns["timeout_ms"], "dns.timeout_ms", config.dns.timeout_ms, 50, 60000);
+    if (dns["min_ttl_s"])
+      loader.number(dns["min_ttl_s"], "dns.min_ttl_s", config.dns.min_ttl_s, 0, 86400);
+    if (dns["max_ttl_s"])
+      loader.number(dns["max_ttl_s"], "dns.max_ttl_s", config.dns.max_ttl_s, 1, 86400);
+    if (dns["negative_ttl_s"]) {
+      loader.number(dns["negative_ttl_s"], "dns.negative_ttl_s", config.dns.negative_ttl_s, 0,
+                    86400);
+    }
+    if (dns["cache_size"])
+      loader.number(dns["cache_size"], "dns.cache_size", config.dns.cache_size, 1, 10000000);
+    if (config.dns.min_ttl_s > config.dns.max_ttl_s)
+      loader.error(dns.Mark(), "dns: min_ttl_s is above max_ttl_s");
+    if (dns["servers"]) {
+      loader.strings(dns["servers"], "dns.servers", config.dns.servers);
+      for (size_t i = 0; i < config.dns.servers.size(); ++i) {
+        if (!IpAddress::parse(config.dns.servers[i]) && !parse_host_port(config.dns.servers[i])) {
+          loader.error(dns["servers"][i].Mark(), "dns.servers[" + std::to_string(i) + "]: \"" +
+                                                     config.dns.servers[i] +
+                                                     "\" is not an IP address");
+        }
+      }
+    }
+    if (dns["verify"]) {
+      loader.choice(
+          dns["verify"], "dns.verify", config.dns.verify,
+          {{"dial", DnsVerify::dial}, {"strict", DnsVerify::strict}, {"off", DnsVerify::off}});
+    }
+  }
+  if (const YAML::Node guard = root["guard"];
+      guard && loader.expect_map(guard, "guard", {"deny", "allow"})) {
+    if (guard["deny"]) loader.strings(guard["deny"], "guard.deny", config.guard_deny);
+    if (guard["allow"]) loader.strings(guard["allow"], "guard.allow", config.guard_allow);
+    auto compiled = Guard::compile(config.guard_deny, config.guard_allow);
+    if (auto* error = std::get_if<FieldError>(&compiled)) {
+      const std::string& field = error->field;  // "guard.deny[2]" or "guard.allow[0]"
+      size_t index = std::stoul(field.substr(field.find('[') + 1));
+      const char* list = field.starts_with("guard.allow") ? "allow" : "deny";
+      loader.error(guard[list][index].Mark(), field + ": " + error->message);
+    }
+  }
+  if (root["unknown_source"]) {
+    loader.choice(root["unknown_source"], "unknown_source", config.unknown_source,
+                  {{"deny", Verdict::deny}, {"allow", Verdict::allow}});
+  }
+  if (root["on_update"]) {
+    loader.choice(root["on_update"], "on_update", config.on_update,
+                  {{"revoke", OnUpdate::revoke}, {"keep", OnUpdate::keep}});
+  }
+  if (root["access_log"]) {
+    if (auto log = loader.scalar(root["access_log"], "access_log")) config.access_log = *log;
+  }
+  if (const YAML::Node sandboxes = root["sandboxes"]) {
+    if (!sandboxes.IsSequence()) {
+      loader.error(sandboxes.Mark(), "sandboxes: expected a list");
+    } else {
+      for (size_t i = 0; i < sandboxes.size(); ++i) {
+        loader.sandbox(sandboxes[i], "sandboxes[" + std::to_string(i) + "]", config);
+      }
+    }
+  }
+  if (!loader.errors.empty()) return loader.errors;
+  // Compile every sandbox together, as the store would: rules, sources, overlaps, duplicates.
+  PolicyStore store;
+  if (auto error = store.replace_all(config.sandboxes)) {
+    const std::string& field = error->error.field;  // "sandboxes[3].egress.allow[2]"
+    size_t index = std::stoul(field.substr(field.find('[') + 1));
+    std::string inner = field.substr(field.find("].") + 2);
+    const auto& marks = loader.sandbox_marks[index];
+    auto mark = marks.count(inner) ? marks.at(inner) : marks.at("id");
+    loader.error(mark, field + ": " + error->error.message);
+    return loader.errors;
+  }
+  return config;
+}
+
+}  // namespace
+
+std::variant<Config, std::vector<std::string>> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::vector<std::string>{path + ":1:1: cannot open file"};
+  std::stringstream text;
+  text << in.rdbuf();
+  return load_config_text(text.str(), path);
+}
+
+}  // namespace egressd

@@ -1,0 +1,68 @@
+#pragma once
+// The configuration file (DESIGN.md "Configuration file"), loaded with yaml-cpp. Unknown keys
+// are errors; every error carries file:line:col.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/modes.hpp"
+#include "policy/sandbox_policy.hpp"
+
+namespace egressd {
+
+struct Config {
+  std::string path;
+  struct {
+    std::vector<std::string> tproxy{"0.0.0.0:15001", "[::]:15001"};
+    std::string control = "/run/egressd/control.sock";
+    std::optional<std::string> metrics = "127.0.0.1:9464";
+  } listen;
+  unsigned workers = 0;
+  std::string state_dir = "/var/lib/egressd";
+  struct {
+    std::vector<uint16_t> tls{443};
+    std::vector<uint16_t> http{80};
+  } inspect;
+  struct {
+    unsigned peek_ms = 5000;
+    unsigned connect_ms = 5000;
+  } timeouts;
+  struct {
+    unsigned max_peek_bytes = 16384;
+    unsigned max_connections_per_sandbox = 4096;
+    unsigned max_connections = 0;  // 0: from RLIMIT_NOFILE (connections_from_fd_limit)
+    unsigned max_peeking_per_sandbox = 256;
+  } limits;
+  struct {
+    std::vector<std::string> servers;
+    DnsVerify verify = DnsVerify::dial;
+    unsigned timeout_ms = 2000;   // extension: per try, 2 tries
+    unsigned min_ttl_s = 5;       // extension: cache floor
+    unsigned max_ttl_s = 300;     // extension: cache ceiling
+    unsigned negative_ttl_s = 5;  // extension: NXDOMAIN/NODATA
+    unsigned cache_size = 100000;
+  } dns;
+  std::vector<std::string> guard_deny;   // added to Guard::floor()
+  std::vector<std::string> guard_allow;  // floor entries lifted on purpose
+  Verdict unknown_source = Verdict::deny;
+  OnUpdate on_update = OnUpdate::revoke;
+  std::string access_log = "-";
+  std::vector<SandboxSpec> sandboxes;
+};
+
+// Errors as "file:line:col: message", one per line; empty when the file is good. A good file
+// also compiles: every rule, source and guard entry is validated, and sandboxes do not overlap.
+std::variant<Config, std::vector<std::string>> load_config(const std::string& path);
+std::variant<Config, std::vector<std::string>> load_config_text(const std::string& text,
+                                                                const std::string& name);
+
+// Parses "1.2.3.4:80" / "[::1]:80" listen addresses.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+std::optional<HostPort> parse_host_port(std::string_view text);
+
+}  // namespace egressd

@@ -1,0 +1,21 @@
+#pragma once
+// What the control API needs from the daemon: the store it writes, the settings a reload
+// publishes, and the records it reads (live connections, denials, counters). Built by app/.
+#include "config/settings.hpp"
+#include "metrics/metrics.hpp"
+#include "policy/policy_store.hpp"
+#include "record/connection_registry.hpp"
+#include "record/denials.hpp"
+#include "util/published.hpp"
+
+namespace egressd {
+
+struct ControlContext {
+  PolicyStore& store;
+  Published<Settings>& settings;
+  ConnectionRegistry& registry;
+  DenialLog& denials;
+  Metrics& metrics;
+};
+
+}  // namespace egressd

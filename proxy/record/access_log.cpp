@@ -1,0 +1,134 @@
+#include "record/access_log.hpp"
+
+#include <chrono>
+#include <ctime>
+
+namespace egressd {
+namespace {
+
+std::string utc_now() {
+  auto now = std::chrono::system_clock::now();
+  auto seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis));
+  return buffer;
+}
+
+}  // namespace
+
+namespace {
+
+// JSON string literal; every field is ASCII by construction, but control bytes and quotes are
+// escaped anyway so a line can never be broken.
+void append_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_field(std::string& out, const char* key, std::string_view value,
+                  bool null_when_empty = false) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  if (null_when_empty && value.empty()) {
+    out += "null";
+  } else {
+    append_string(out, value);
+  }
+}
+
+void append_number(std::string& out, const char* key, uint64_t value) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  out += std::to_string(value);
+}
+
+}  // namespace
+
+// Built by hand: this runs once per connection on the data path.
+std::string access_log_line(const AccessRecord& r) {
+  std::string out;
+  out.reserve(320);
+  out += "{\"ts\":";
+  append_string(out, utc_now());
+  append_field(out, "sandbox", r.sandbox, true);
+  append_field(out, "src", r.src);
+  append_field(out, "dst", r.dst);
+  append_number(out, "port", r.port);
+  append_field(out, "proto", r.proto);
+  append_field(out, "name", r.name, true);
+  append_field(out, "verdict", to_string(r.verdict));
+  append_field(out, "reason", to_string(r.reason));
+  append_field(out, "rule", r.rule, true);
+  append_number(out, "bytes_up", r.bytes_up);
+  append_number(out, "bytes_down", r.bytes_down);
+  append_number(out, "duration_ms", static_cast<uint64_t>(r.duration_ms));
+  if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
+  if (r.ech) out += ",\"ech\":true";
+  if (!r.dialed.empty()) append_field(out, "dialed", r.dialed);
+  out += '}';
+  return out;
+}
+
+bool AccessLog::open(const std::string& target) {
+  std::lock_guard lock(mutex_);
+  target_ = target;
+  if (target == "-") {
+    file_ = stdout;
+  } else {
+    file_ = std::fopen(target.c_str(), "ae");
+    if (!file_) return false;
+  }
+  std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
+  return true;
+}
+
+void AccessLog::write(const AccessRecord& record) {
+  std::string line = access_log_line(record);
+  line.push_back('\n');
+  std::lock_guard lock(mutex_);
+  if (file_) std::fwrite(line.data(), 1, line.size(), file_);
+}
+
+void AccessLog::flush() {
+  std::lock_guard lock(mutex_);
+  if (file_) std::fflush(file_);
+}
+
+bool AccessLog::reopen() {
+  std::lock_guard lock(mutex_);
+  if (target_ == "-" || target_.empty()) return true;
+  FILE* fresh = std::fopen(target_.c_str(), "ae");
+  if (!fresh) return false;
+  if (file_) std::fclose(file_);
+  file_ = fresh;
+  std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
+  return true;
+}
+
+AccessLog::~AccessLog() {
+  std::lock_guard lock(mutex_);
+  if (file_ && file_ != stdout) std::fclose(file_);
+  if (file_ == stdout) std::fflush(stdout);
+}
+
+}  // namespace egressd

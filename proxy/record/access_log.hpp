@@ -1,0 +1,49 @@
+#pragma once
+// One JSON line per finished connection (DESIGN.md fields), to stdout or a file. Lines are
+// buffered and flushed by the server's timer, so logging never costs a syscall per connection.
+#include <cstdint>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/reason.hpp"
+
+namespace egressd {
+
+struct AccessRecord {
+  std::string sandbox;
+  std::string src;
+  std::string dst;
+  uint16_t port = 0;
+  const char* proto = "tcp";
+  std::string name;
+  Verdict verdict = Verdict::deny;
+  Reason reason = Reason::default_deny;
+  std::string rule;
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+  double duration_ms = 0;
+  bool ech = false;
+  std::string dialed;                // where egressd connected, when it differs from dst
+  std::optional<Reason> would_deny;  // audit mode: the refusal it would have been
+};
+
+class AccessLog {
+ public:
+  // "-" = stdout; otherwise a file opened for append. False (with errno) when it cannot open.
+  bool open(const std::string& target);
+  void write(const AccessRecord& record);
+  void flush();
+  bool reopen();  // after logrotate moved the file (SIGUSR1)
+  ~AccessLog();
+
+ private:
+  std::mutex mutex_;
+  std::string target_;
+  FILE* file_ = nullptr;
+};
+
+std::string access_log_line(const AccessRecord& record);
+
+}  // namespace egressd

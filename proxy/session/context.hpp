@@ -1,0 +1,46 @@
+#pragma once
+// What a session needs from the daemon, and nothing more. Declared here, built by app/ once
+// per worker thread (each reader is that thread's own), so the session layer never reaches
+// up into the daemon's wiring.
+#include <atomic>
+#include <cstdint>
+
+#include "config/settings.hpp"
+#include "dns/verifier.hpp"
+#include "metrics/metrics.hpp"
+#include "net/relay.hpp"
+#include "policy/policy_store.hpp"
+#include "record/access_log.hpp"
+#include "record/connection_registry.hpp"
+#include "record/denials.hpp"
+#include "util/published.hpp"
+
+namespace egressd {
+
+// Where a finished connection's one Reason goes: the counters, the access log and, for a
+// refusal (or one audit mode let through), the sandbox's denials. Once per connection.
+class OutcomeSink {
+ public:
+  OutcomeSink(Metrics& metrics, AccessLog& access_log, DenialLog& denials)
+      : metrics_(metrics), access_log_(access_log), denials_(denials) {}
+  void finished(const AccessRecord& record, const IpAddress& destination);
+
+ private:
+  Metrics& metrics_;
+  AccessLog& access_log_;
+  DenialLog& denials_;
+};
+
+struct SessionContext {
+  Published<Settings>::Reader& settings;  // a connection keeps the snapshot it started with
+  SnapshotReader& policies;
+  DnsLookup& dns;
+  PipePool& pipes;
+  ConnectionRegistry& registry;
+  Metrics& metrics;  // bytes, phases, decision time, DNS verification
+  OutcomeSink& outcomes;
+  std::atomic<uint64_t>& next_serial;  // connection serials, daemon-wide
+  std::atomic<size_t>& active;         // this worker's live sessions
+};
+
+}  // namespace egressd
