@@ -1183,8 +1183,13 @@ def connections_of(sandbox):
 
 
 def stop_egressd():
+    live = api("GET", "/v1/connections")[1].get("connections", [])  # what a drain waits for
     egressd_process.send_signal(signal.SIGTERM)
-    assert egressd_process.wait(timeout=15) == 0
+    try:
+        assert egressd_process.wait(timeout=20) == 0
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"egressd did not stop in 20 s; live at SIGTERM: {live}; "
+                             f"stderr: {open(EGRESSD_ERR).read()[-600:]}")
 
 
 @test
