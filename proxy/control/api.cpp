@@ -10,13 +10,14 @@
 #include "control/spec_json.hpp"
 
 namespace egressd {
+
+ControlResponse reply(int status, const nlohmann::json& body) {
+  return ControlResponse{status, body.dump(), {}};
+}
+
 namespace {
 
 using nlohmann::json;
-
-ControlResponse reply(int status, const json& body) {
-  return ControlResponse{status, body.dump(), {}};
-}
 ControlResponse no_content() {
   return ControlResponse{204, "", {}};
 }
@@ -214,120 +215,171 @@ ControlResponse ControlApi::handle(const ControlRequest& request) {
   return native_error(404, "no such route: " + path);
 }
 
+// The native routes, one row per method and path shape ("{}": a parameter). A known shape
+// with another method is 405 with every method the shape has; an unknown one is 404.
 ControlResponse ControlApi::native(const ControlRequest& request,
                                    const std::vector<std::string>& path,
                                    const std::map<std::string, std::string>& query) {
-  const std::string& method = request.method;
-  auto snapshot = ctx_.store.snapshot();
-  if (path.size() == 2 && path[1] == "health") {
-    if (method != "GET") return method_not_allowed("GET");
-    return reply(200, {{"status", "ok"},
-                       {"generation", snapshot->generation()},
-                       {"sandboxes", snapshot->size()}});
-  }
-  if (path.size() == 2 && path[1] == "sandboxes") {
-    if (method != "GET") return method_not_allowed("GET");
-    json list = json::array();
-    snapshot->for_each([&](const Sandbox& sandbox) { list.push_back(sandbox_to_json(sandbox)); });
-    std::sort(list.begin(), list.end(),
-              [](const json& a, const json& b) { return a["id"] < b["id"]; });
-    return reply(200, {{"sandboxes", list}});
-  }
-  if (path.size() == 3 && path[1] == "sandboxes") {
-    const std::string& id = path[2];
-    if (method == "GET") {
-      auto sandbox = snapshot->share_by_id(id);
-      if (!sandbox) return native_error(404, "unknown sandbox \"" + id + "\"");
-      return reply(200, sandbox_to_json(*sandbox));
-    }
-    if (method == "DELETE") {
-      if (!remove(id)) return native_error(404, "unknown sandbox \"" + id + "\"");
-      return no_content();
-    }
-    if (method != "PUT") return method_not_allowed("GET, PUT, DELETE");
-    if (!valid_sandbox_id(id)) return native_error(400, "ids are 1-128 of [A-Za-z0-9._-]", "id");
-    bool ok = false;
-    json body = parse_body(request, ok);
-    if (!ok) return native_error(400, "invalid JSON");
-    auto spec = spec_from_json(id, body);
-    if (auto* error = std::get_if<FieldError>(&spec))
-      return native_error(400, error->message, error->field);
-    std::optional<uint64_t> if_match;
-    if (auto header = request.headers.find("if-match"); header != request.headers.end()) {
-      std::string value = header->second;
-      std::erase(value, '"');
-      try {
-        if_match = std::stoull(value);
-      } catch (const std::exception&) {
-        return native_error(400, "If-Match must be a generation number", "If-Match");
+  struct Route {
+    std::string_view method;
+    std::vector<std::string_view> shape;  // after "v1"
+    ControlResponse (ControlApi::*handler)(const NativeCall&);
+  };
+  static const std::vector<Route> routes = {
+      {"GET", {"health"}, &ControlApi::health},
+      {"GET", {"sandboxes"}, &ControlApi::list_sandboxes},
+      {"GET", {"sandboxes", "{}"}, &ControlApi::get_sandbox},
+      {"PUT", {"sandboxes", "{}"}, &ControlApi::put_sandbox},
+      {"DELETE", {"sandboxes", "{}"}, &ControlApi::delete_sandbox},
+      {"POST", {"check"}, &ControlApi::check},
+      {"GET", {"connections"}, &ControlApi::connections},
+      {"GET", {"denials"}, &ControlApi::denials},
+  };
+  std::string allow;
+  for (const Route& route : routes) {
+    if (route.shape.size() + 1 != path.size()) continue;
+    NativeCall call{request, {}, query, nullptr};
+    bool match = true;
+    for (size_t i = 0; i < route.shape.size() && match; ++i) {
+      if (route.shape[i] == "{}") {
+        call.params.push_back(path[i + 1]);
+      } else {
+        match = route.shape[i] == path[i + 1];
       }
     }
-    auto result = apply(std::get<SandboxSpec>(spec), if_match);
-    if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
-      using Kind = PolicyStore::PutError::Kind;
-      int status = error->kind == Kind::invalid ? 400 : error->kind == Kind::storage ? 500 : 409;
-      return native_error(status, error->error.message, error->error.field);
+    if (!match) continue;
+    if (route.method == request.method) {
+      call.snapshot = ctx_.store.snapshot();
+      return (this->*route.handler)(call);
     }
-    return reply(200, sandbox_to_json(*std::get<std::shared_ptr<const Sandbox>>(result)));
+    allow += (allow.empty() ? "" : ", ") + std::string(route.method);
   }
-  if (path.size() == 2 && path[1] == "check") {
-    if (method != "POST") return method_not_allowed("POST");
-    bool ok = false;
-    json body = parse_body(request, ok);
-    if (!ok) return native_error(400, "invalid JSON");
-    auto settings = ctx_.settings.load();
-    auto answer = check_request(*snapshot, settings->guard, settings->unknown_source, body);
-    return reply(answer.status, answer.body);
-  }
-  if (path.size() == 2 && (path[1] == "connections" || path[1] == "denials")) {
-    if (method != "GET") return method_not_allowed("GET");
-    // With sandbox=: that sandbox's; without: host-wide, unknown sources included.
-    auto sandbox = query.find("sandbox");
-    bool host_wide = sandbox == query.end();
-    if (!host_wide && !snapshot->find_by_id(sandbox->second))
-      return native_error(404, "unknown sandbox \"" + sandbox->second + "\"");
-    auto owner = [](const std::string& id) { return id.empty() ? json(nullptr) : json(id); };
-    json list = json::array();
-    if (path[1] == "connections") {
-      auto now = std::chrono::system_clock::now();
-      auto lives = host_wide ? ctx_.registry.all() : ctx_.registry.of_sandbox(sandbox->second);
-      std::sort(lives.begin(), lives.end(),
-                [](const auto& a, const auto& b) { return a->serial < b->serial; });
-      for (const auto& live : lives) {
-        auto [name, decided] = live->facts();
-        list.push_back(
-            {{"id", live->serial},
-             {"src", endpoint_text(live->source, live->source_port)},
-             {"dst", live->destination.to_string()},
-             {"port", live->port},
-             {"proto", live->proto},
-             {"name", name.empty() ? json(nullptr) : json(name)},
-             {"phase", decided ? "relay" : "peek"},
-             {"started", iso_time(live->started)},
-             {"age_ms",
-              std::chrono::duration_cast<std::chrono::milliseconds>(now - live->started).count()}});
-        if (host_wide) list.back()["sandbox"] = owner(live->sandbox);
-      }
-      if (host_wide) return reply(200, {{"connections", list}});
-      return reply(200, {{"sandbox", sandbox->second}, {"connections", list}});
-    }
-    auto denials =
-        host_wide ? ctx_.denials.recent_host_wide() : ctx_.denials.recent(sandbox->second);
-    for (const Denial& d : denials) {
-      list.push_back({{"time", iso_time(d.time)},
-                      {"src", d.src},
-                      {"dst", d.destination.to_string()},
-                      {"port", d.port},
-                      {"name", d.name.empty() ? json(nullptr) : json(d.name)},
-                      {"reason", to_string(d.reason)},
-                      {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
-      if (d.would_deny) list.back()["would_deny"] = to_string(*d.would_deny);
-      if (host_wide) list.back()["sandbox"] = owner(d.sandbox);
-    }
-    if (host_wide) return reply(200, {{"denials", list}});
-    return reply(200, {{"sandbox", sandbox->second}, {"denials", list}});
-  }
+  if (!allow.empty()) return method_not_allowed(allow.c_str());
   return native_error(404, "no such route: " + request.target);
+}
+
+ControlResponse ControlApi::health(const NativeCall& call) {
+  return reply(200, {{"status", "ok"},
+                     {"generation", call.snapshot->generation()},
+                     {"sandboxes", call.snapshot->size()}});
+}
+
+ControlResponse ControlApi::list_sandboxes(const NativeCall& call) {
+  json list = json::array();
+  call.snapshot->for_each(
+      [&](const Sandbox& sandbox) { list.push_back(sandbox_to_json(sandbox)); });
+  std::sort(list.begin(), list.end(),
+            [](const json& a, const json& b) { return a["id"] < b["id"]; });
+  return reply(200, {{"sandboxes", list}});
+}
+
+ControlResponse ControlApi::get_sandbox(const NativeCall& call) {
+  const std::string& id = call.params[0];
+  auto sandbox = call.snapshot->share_by_id(id);
+  if (!sandbox) return native_error(404, "unknown sandbox \"" + id + "\"");
+  return reply(200, sandbox_to_json(*sandbox));
+}
+
+ControlResponse ControlApi::delete_sandbox(const NativeCall& call) {
+  const std::string& id = call.params[0];
+  if (!remove(id)) return native_error(404, "unknown sandbox \"" + id + "\"");
+  return no_content();
+}
+
+ControlResponse ControlApi::put_sandbox(const NativeCall& call) {
+  const std::string& id = call.params[0];
+  const ControlRequest& request = call.request;
+  if (!valid_sandbox_id(id)) return native_error(400, "ids are 1-128 of [A-Za-z0-9._-]", "id");
+  bool ok = false;
+  json body = parse_body(request, ok);
+  if (!ok) return native_error(400, "invalid JSON");
+  auto spec = spec_from_json(id, body);
+  if (auto* error = std::get_if<FieldError>(&spec))
+    return native_error(400, error->message, error->field);
+  std::optional<uint64_t> if_match;
+  if (auto header = request.headers.find("if-match"); header != request.headers.end()) {
+    std::string value = header->second;
+    std::erase(value, '"');
+    try {
+      if_match = std::stoull(value);
+    } catch (const std::exception&) {
+      return native_error(400, "If-Match must be a generation number", "If-Match");
+    }
+  }
+  auto result = apply(std::get<SandboxSpec>(spec), if_match);
+  if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
+    using Kind = PolicyStore::PutError::Kind;
+    int status = error->kind == Kind::invalid ? 400 : error->kind == Kind::storage ? 500 : 409;
+    return native_error(status, error->error.message, error->error.field);
+  }
+  return reply(200, sandbox_to_json(*std::get<std::shared_ptr<const Sandbox>>(result)));
+}
+
+ControlResponse ControlApi::check(const NativeCall& call) {
+  bool ok = false;
+  json body = parse_body(call.request, ok);
+  if (!ok) return native_error(400, "invalid JSON");
+  auto settings = ctx_.settings.load();
+  auto answer = check_request(*call.snapshot, settings->guard, settings->unknown_source, body);
+  return reply(answer.status, answer.body);
+}
+
+ControlResponse ControlApi::connections(const NativeCall& call) {
+  return records(call, true);
+}
+
+ControlResponse ControlApi::denials(const NativeCall& call) {
+  return records(call, false);
+}
+
+// GET /v1/connections and /v1/denials.
+ControlResponse ControlApi::records(const NativeCall& call, bool connections) {
+  const auto& query = call.query;
+  const auto& snapshot = call.snapshot;
+  // With sandbox=: that sandbox's; without: host-wide, unknown sources included.
+  auto sandbox = query.find("sandbox");
+  bool host_wide = sandbox == query.end();
+  if (!host_wide && !snapshot->find_by_id(sandbox->second))
+    return native_error(404, "unknown sandbox \"" + sandbox->second + "\"");
+  auto owner = [](const std::string& id) { return id.empty() ? json(nullptr) : json(id); };
+  json list = json::array();
+  if (connections) {
+    auto now = std::chrono::system_clock::now();
+    auto lives = host_wide ? ctx_.registry.all() : ctx_.registry.of_sandbox(sandbox->second);
+    std::sort(lives.begin(), lives.end(),
+              [](const auto& a, const auto& b) { return a->serial < b->serial; });
+    for (const auto& live : lives) {
+      auto [name, decided] = live->facts();
+      list.push_back(
+          {{"id", live->serial},
+           {"src", endpoint_text(live->source, live->source_port)},
+           {"dst", live->destination.to_string()},
+           {"port", live->port},
+           {"proto", live->proto},
+           {"name", name.empty() ? json(nullptr) : json(name)},
+           {"phase", decided ? "relay" : "peek"},
+           {"started", iso_time(live->started)},
+           {"age_ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - live->started).count()}});
+      if (host_wide) list.back()["sandbox"] = owner(live->sandbox);
+    }
+    if (host_wide) return reply(200, {{"connections", list}});
+    return reply(200, {{"sandbox", sandbox->second}, {"connections", list}});
+  }
+  auto denials = host_wide ? ctx_.denials.recent_host_wide() : ctx_.denials.recent(sandbox->second);
+  for (const Denial& d : denials) {
+    list.push_back({{"time", iso_time(d.time)},
+                    {"src", d.src},
+                    {"dst", d.destination.to_string()},
+                    {"port", d.port},
+                    {"name", d.name.empty() ? json(nullptr) : json(d.name)},
+                    {"reason", to_string(d.reason)},
+                    {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
+    if (d.would_deny) list.back()["would_deny"] = to_string(*d.would_deny);
+    if (host_wide) list.back()["sandbox"] = owner(d.sandbox);
+  }
+  if (host_wide) return reply(200, {{"denials", list}});
+  return reply(200, {{"sandbox", sandbox->second}, {"denials", list}});
 }
 
 }  // namespace egressd

@@ -2,6 +2,8 @@
 // The control API (DESIGN.md "Control API"): native routes and the E2B, Brimble, sandbox0 and
 // Blaxel compatible ones. Transport-free: a parsed request in, a response out, so every route
 // is unit-tested without sockets.
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <mutex>
 #include <string>
@@ -26,6 +28,9 @@ struct ControlResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// The one way a route answers with JSON (native and compatible alike).
+ControlResponse reply(int status, const nlohmann::json& body);
+
 class ControlApi {
  public:
   ControlApi(ControlContext context, StateDir& state) : ctx_(context), state_(state) {}
@@ -44,8 +49,25 @@ class ControlApi {
   void revoke_denied(const Sandbox& sandbox);
 
  private:
+  // One native call: the request, the path's parameters ("{}" in the route table, in order),
+  // the decoded query and the store as it was when the request arrived.
+  struct NativeCall {
+    const ControlRequest& request;
+    std::vector<std::string> params;
+    const std::map<std::string, std::string>& query;
+    std::shared_ptr<const StoreSnapshot> snapshot;
+  };
   ControlResponse native(const ControlRequest& request, const std::vector<std::string>& path,
                          const std::map<std::string, std::string>& query);
+  ControlResponse health(const NativeCall& call);
+  ControlResponse list_sandboxes(const NativeCall& call);
+  ControlResponse get_sandbox(const NativeCall& call);
+  ControlResponse put_sandbox(const NativeCall& call);
+  ControlResponse delete_sandbox(const NativeCall& call);
+  ControlResponse check(const NativeCall& call);
+  ControlResponse connections(const NativeCall& call);
+  ControlResponse denials(const NativeCall& call);
+  ControlResponse records(const NativeCall& call, bool connections);
   ControlResponse e2b(const ControlRequest& request, const std::string& id);
   ControlResponse brimble(const ControlRequest& request, const std::string& id);
   ControlResponse sandbox0(const ControlRequest& request, const std::string& id);

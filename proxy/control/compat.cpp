@@ -9,10 +9,6 @@ namespace {
 
 using nlohmann::json;
 
-ControlResponse reply(int status, const json& body) {
-  return ControlResponse{status, body.dump(), {}};
-}
-
 // What a list entry is, by the native grammar, and whether it carries ports or brackets.
 struct EntryKind {
   bool valid = false;
