@@ -31,6 +31,8 @@ struct ControlResponse {
 // The one way a route answers with JSON (native and compatible alike).
 ControlResponse reply(int status, const nlohmann::json& body);
 
+struct CompatPlatform;  // compat.cpp: what differs between the compatible platforms
+
 class ControlApi {
  public:
   ControlApi(ControlContext context, StateDir& state) : ctx_(context), state_(state) {}
@@ -68,6 +70,9 @@ class ControlApi {
   ControlResponse connections(const NativeCall& call);
   ControlResponse denials(const NativeCall& call);
   ControlResponse records(const NativeCall& call, bool connections);
+  // The compatible endpoints: one skeleton (compat.cpp), one Platform each.
+  ControlResponse compatible(const ControlRequest& request, const std::string& id,
+                             const CompatPlatform& platform);
   ControlResponse e2b(const ControlRequest& request, const std::string& id);
   ControlResponse brimble(const ControlRequest& request, const std::string& id);
   ControlResponse sandbox0(const ControlRequest& request, const std::string& id);

@@ -293,6 +293,15 @@ TEST_CASE("Blaxel: allowedDomains over forbiddenDomains; the Sandbox object come
   CHECK(f.call("PUT", "/v0/sandboxes/bx", R"({"spec":{"network":{"allowedDomains":["10.0.0.1"]}}})")
             .status == 400);
   CHECK(f.call("PUT", "/v0/sandboxes/bx", R"({"metadata":{"name":"other"}})").status == 400);
+  // Wrong shapes are a Bad Request in Blaxel's error shape, never a throw; null is absent.
+  for (const char* body : {R"({"metadata":"x"})", R"({"spec":"x"})", R"({"spec":{"network":3}})"}) {
+    CAPTURE(body);
+    auto r = f.call("PUT", "/v0/sandboxes/bx", body);
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"] == "Bad Request");
+  }
+  CHECK(f.call("PUT", "/v0/sandboxes/bx", R"({"metadata":null,"spec":{"network":null}})").status ==
+        200);
   auto missing = f.call("PUT", "/v0/sandboxes/nope", R"({"metadata":{"name":"nope"}})");
   CHECK(missing.status == 404);
   CHECK(json::parse(missing.body)["error"] == "Not Found");
