@@ -7,12 +7,17 @@ seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The control API's route targets share one budget between them (same harness, five routes).
-route_seconds=$(( seconds / 3 > 5 ? seconds / 3 : 5 ))
+# The control API's route targets split one budget between them (same harness, five routes);
+# the request reader gets half of one.
+route_seconds=$(( seconds / 5 > 5 ? seconds / 5 : 5 ))
+half_seconds=$(( seconds / 2 > 5 ? seconds / 2 : 5 ))
 for target in client_hello http_request http_gate rule control_request \
     control_native control_e2b control_brimble control_sandbox0 control_blaxel; do
   budget=$seconds
-  case "$target" in control_native|control_e2b|control_brimble|control_sandbox0|control_blaxel) budget=$route_seconds ;; esac
+  case "$target" in
+    control_native|control_e2b|control_brimble|control_sandbox0|control_blaxel) budget=$route_seconds ;;
+    control_request) budget=$half_seconds ;;
+  esac
   mkdir -p "$work/$target"
   cp "$here/corpus/$target/"* "$work/$target/" 2>/dev/null || true
   echo "fuzz_$target: ${budget}s"
