@@ -121,6 +121,12 @@ struct Rig {
         if (enough && received.size() >= enough) break;
       }
     }
+    // The session ends by itself once the client is gone (its relay sees the close): waited
+    // for with a deadline, then checked, so a session that never ends fails the test.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (worker->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(worker->active.load() == 0);
     worker->io.stop();
     serving.join();
     return received;
