@@ -30,6 +30,8 @@ struct Shared {
   Published<Settings> settings;
   DnsCache dns_cache;
   ResolverOptions resolver_options;
+  AnswerMemory dns_answers;
+  DnsBudget dns_budget;
   PolicyStore store;
   Metrics metrics;
   AccessLog access_log;
@@ -55,9 +57,10 @@ struct Worker {
   PipePool pipes;
   DnsLookup dns;
   std::atomic<size_t> active{0};  // live sessions (counted by Session itself)
-  SessionContext context{settings,        policies,           dns,
-                         pipes,           shared.registry,    shared.metrics,
-                         shared.outcomes, shared.next_serial, active};
+  SessionContext context{settings,           policies,          dns,
+                         shared.dns_answers, shared.dns_budget, pipes,
+                         shared.registry,    shared.metrics,    shared.outcomes,
+                         shared.next_serial, active};
 };
 
 }  // namespace egressd

@@ -22,6 +22,7 @@
 #include "control/control_server.hpp"
 #include "control/state_dir.hpp"
 #include "net/listener.hpp"
+#include "session/dns_server.hpp"
 #include "session/session.hpp"
 #include "util/asio_tokens.hpp"
 
@@ -166,8 +167,24 @@ int run_server(Config config) {
       acceptors[i].push_back(std::move(acceptor));
     }
   }
+  // The DNS filter: each listen address (UDP + TCP) served by one worker, round robin.
+  std::list<DnsServer> dns_servers;
+  std::vector<DnsServer*> dns_of_worker(workers, nullptr);
+  for (size_t n = 0; n < config.dns_filter.listen.size(); ++n) {
+    unsigned i = static_cast<unsigned>(n % workers);
+    Worker& worker = *std::next(pool.begin(), i);
+    if (!dns_of_worker[i]) dns_of_worker[i] = &dns_servers.emplace_back(worker.io, worker.context);
+    auto host_port = *parse_host_port(config.dns_filter.listen[n]);
+    std::string step;
+    if (auto error = dns_of_worker[i]->listen(host_port.host, host_port.port, step)) {
+      log_line("cannot serve DNS on " + config.dns_filter.listen[n] + " (" + step +
+               "): " + error.message());
+      return 1;
+    }
+  }
   for (unsigned i = 0; i < workers; ++i) {
     Worker& worker = *std::next(pool.begin(), i);
+    if (dns_of_worker[i]) dns_of_worker[i]->start();
     for (auto& acceptor : acceptors[i])
       asio::co_spawn(worker.io, accept_loop(worker, acceptor), asio::detached);
   }
@@ -220,8 +237,11 @@ int run_server(Config config) {
             malloc_trim(0);
             if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
                 fresh.listen.metrics != config.listen.metrics ||
+                fresh.dns_filter.listen != config.dns_filter.listen ||
                 fresh.access_log != config.access_log) {
-              log_line("reloaded; listen, workers, metrics and access_log changes need a restart");
+              log_line(
+                  "reloaded; listen, workers, metrics, dns_filter.listen and access_log changes "
+                  "need a restart");
             } else {
               log_line("reloaded " + config.path);
             }
@@ -240,11 +260,12 @@ int run_server(Config config) {
       shared.draining = true;
       for (unsigned i = 0; i < workers; ++i) {
         Worker& worker = *std::next(pool.begin(), i);
-        asio::post(worker.io, [&acceptors, i] {
+        asio::post(worker.io, [&acceptors, &dns_of_worker, i] {
           for (auto& acceptor : acceptors[i]) {
             asio::error_code ignored;
             acceptor.close(ignored);
           }
+          if (dns_of_worker[i]) dns_of_worker[i]->stop();
         });
       }
       stopping = true;

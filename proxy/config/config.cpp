@@ -220,7 +220,7 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   if (root.IsNull()) return config;  // an empty file is every default
   if (!loader.expect_map(root, "",
                          {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
-                          "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
+                          "dns_filter", "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -324,6 +324,42 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
       loader.choice(
           dns["verify"], "dns.verify", config.dns.verify,
           {{"dial", DnsVerify::dial}, {"strict", DnsVerify::strict}, {"off", DnsVerify::off}});
+    }
+  }
+  if (const YAML::Node filter = root["dns_filter"];
+      filter && loader.expect_map(filter, "dns_filter",
+                                  {"listen", "answer_denied", "strip_ech", "budget"})) {
+    if (filter["listen"]) {
+      loader.strings(filter["listen"], "dns_filter.listen", config.dns_filter.listen);
+      for (size_t i = 0; i < config.dns_filter.listen.size(); ++i) {
+        if (auto error = validate_listen(config.dns_filter.listen[i])) {
+          loader.error(filter["listen"][i].Mark(),
+                       "dns_filter.listen[" + std::to_string(i) + "]: " + *error);
+        }
+      }
+    }
+    if (filter["answer_denied"]) {
+      loader.choice(filter["answer_denied"], "dns_filter.answer_denied",
+                    config.dns_filter.answer_nxdomain, {{"refused", false}, {"nxdomain", true}});
+    }
+    if (filter["strip_ech"]) {
+      loader.choice(filter["strip_ech"], "dns_filter.strip_ech", config.dns_filter.strip_ech,
+                    {{"true", true}, {"false", false}});
+    }
+    if (const YAML::Node budget = filter["budget"];
+        budget && loader.expect_map(budget, "dns_filter.budget",
+                                    {"queries_per_second", "burst", "new_names_per_minute"})) {
+      if (budget["queries_per_second"]) {
+        loader.number(budget["queries_per_second"], "dns_filter.budget.queries_per_second",
+                      config.dns_filter.queries_per_second, 1, 1000000);
+      }
+      if (budget["burst"])
+        loader.number(budget["burst"], "dns_filter.budget.burst", config.dns_filter.burst, 1,
+                      10000000);
+      if (budget["new_names_per_minute"]) {
+        loader.number(budget["new_names_per_minute"], "dns_filter.budget.new_names_per_minute",
+                      config.dns_filter.new_names_per_minute, 1, 1000000);
+      }
     }
   }
   if (const YAML::Node guard = root["guard"];

@@ -44,6 +44,14 @@ struct Config {
     unsigned negative_ttl_s = 5;  // extension: NXDOMAIN/NODATA
     unsigned cache_size = 100000;
   } dns;
+  struct {
+    std::vector<std::string> listen;  // empty: the DNS filter is off
+    bool answer_nxdomain = false;     // answer_denied: refused (default) | nxdomain
+    bool strip_ech = true;
+    unsigned queries_per_second = 50;
+    unsigned burst = 200;
+    unsigned new_names_per_minute = 300;
+  } dns_filter;
   std::vector<std::string> guard_deny;   // added to Guard::floor()
   std::vector<std::string> guard_allow;  // floor entries lifted on purpose
   Verdict unknown_source = Verdict::deny;

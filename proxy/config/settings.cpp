@@ -28,6 +28,12 @@ std::shared_ptr<const Settings> Settings::from(const Config& config) {
   settings->unknown_source = config.unknown_source;
   settings->on_update = config.on_update;
   settings->dns_verify = config.dns.verify;
+  settings->dns_max_ttl_s = config.dns.max_ttl_s;
+  settings->dns_answer_nxdomain = config.dns_filter.answer_nxdomain;
+  settings->dns_strip_ech = config.dns_filter.strip_ech;
+  settings->dns_queries_per_second = config.dns_filter.queries_per_second;
+  settings->dns_burst = config.dns_filter.burst;
+  settings->dns_new_names_per_minute = config.dns_filter.new_names_per_minute;
   return settings;
 }
 

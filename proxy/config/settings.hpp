@@ -25,6 +25,13 @@ struct Settings {
   Verdict unknown_source = Verdict::deny;
   OnUpdate on_update = OnUpdate::revoke;
   DnsVerify dns_verify = DnsVerify::dial;
+  unsigned dns_max_ttl_s = 300;  // how long the DNS filter's answers count for dns.verify at most
+  // dns_filter (its listen addresses are not here: they need a restart).
+  bool dns_answer_nxdomain = false;
+  bool dns_strip_ech = true;
+  unsigned dns_queries_per_second = 50;
+  unsigned dns_burst = 200;
+  unsigned dns_new_names_per_minute = 300;
 
   // From a loaded (so validated) configuration; limits.max_connections 0 becomes a share of
   // RLIMIT_NOFILE.

@@ -375,6 +375,8 @@ ControlResponse ControlApi::records(const NativeCall& call, bool connections) {
                     {"name", d.name.empty() ? json(nullptr) : json(d.name)},
                     {"reason", to_string(d.reason)},
                     {"rule", d.rule.empty() ? json(nullptr) : json(d.rule)}});
+    if (!d.proto.empty()) list.back()["proto"] = d.proto;
+    if (!d.qtype.empty()) list.back()["qtype"] = d.qtype;
     if (d.would_deny) list.back()["would_deny"] = to_string(*d.would_deny);
     if (host_wide) list.back()["sandbox"] = owner(d.sandbox);
   }

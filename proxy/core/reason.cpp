@@ -24,6 +24,11 @@ std::optional<Reason> reason_from_string(std::string_view text) {
   return std::nullopt;
 }
 
+bool is_dns_only(Reason reason) {
+  return reason == Reason::filtered_answer || reason == Reason::budget_exceeded ||
+         reason == Reason::malformed_query || reason == Reason::upstream_failure;
+}
+
 Verdict verdict_of(Reason reason) {
   switch (reason) {
     case Reason::allowed_domain:

@@ -14,7 +14,7 @@ namespace egressd {
   X(denied_address) X(default_deny) X(guarded_destination) X(unknown_source) X(no_sni)     \
   X(malformed_tls) X(hello_too_large) X(not_tls) X(not_http) X(malformed_host)             \
   X(peek_timeout) X(dns_mismatch) X(dns_failure) X(connect_failed) X(connection_limit)     \
-  X(revoked)
+  X(revoked) X(filtered_answer) X(budget_exceeded) X(malformed_query) X(upstream_failure)
 // clang-format on
 
 enum class Reason : uint8_t {
@@ -34,6 +34,10 @@ enum class Verdict : uint8_t { allow, deny };
 std::string_view to_string(Reason reason);
 std::string_view to_string(Verdict verdict);
 std::optional<Reason> reason_from_string(std::string_view text);
+
+// The reasons only a DNS query can have (DESIGN.md "DNS for sandboxes"); connections never
+// end with one, so egressd_connections_total does not carry them.
+bool is_dns_only(Reason reason);
 
 // The verdict a reason implies; audit_allow and the allowed_* reasons let traffic through.
 Verdict verdict_of(Reason reason);

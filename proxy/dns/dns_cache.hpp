@@ -1,15 +1,19 @@
 #pragma once
-// Answers shared by every worker: TTLs honoured within a floor and a ceiling, negative answers
+// Answers shared by every worker (destination verification's A/AAAA under the name, the DNS
+// filter's upstream messages under "name/TYPE"): TTLs honoured within a floor and a ceiling, negative answers
 // cached briefly, bounded in size, and single-flight: while a name is being resolved, every
 // other asker waits for that one query.
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/ip.hpp"
+
+struct ldns_struct_pkt;  // ldns's packet (dns/message.hpp)
 
 namespace egressd {
 
@@ -20,6 +24,9 @@ struct DnsAnswer {
   DnsStatus status = DnsStatus::error;
   std::vector<IpAddress> addresses;
   unsigned ttl_seconds = 0;  // as the server said (before floor/ceiling)
+  // A DNS filter answer (keys "name/TYPE"): the upstream message as received, and when.
+  std::shared_ptr<const ldns_struct_pkt> message;
+  std::chrono::steady_clock::time_point received{};
 };
 
 struct DnsCacheLimits {

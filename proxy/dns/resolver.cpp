@@ -161,4 +161,22 @@ void AresChannel::resolve(const std::string& name, Callback done) {
   reset_timer();
 }
 
+void AresChannel::send(std::span<const uint8_t> query, MessageCallback done) {
+  if (!channel_ || query.empty()) {
+    done(ARES_ECONNREFUSED, {});
+    return;
+  }
+  auto callback = std::make_unique<MessageCallback>(std::move(done));
+  ares_send(
+      channel_, query.data(), static_cast<int>(query.size()),
+      [](void* arg, int status, int, unsigned char* answer, int length) {
+        std::unique_ptr<MessageCallback> done(static_cast<MessageCallback*>(arg));
+        std::vector<uint8_t> message;
+        if (status == ARES_SUCCESS && answer && length > 0) message.assign(answer, answer + length);
+        (*done)(status, std::move(message));
+      },
+      callback.release());
+  reset_timer();
+}
+
 }  // namespace egressd

@@ -7,7 +7,9 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +36,10 @@ class AresChannel {
 
   // Resolves `name` (A and AAAA); `done` runs on the io_context's thread.
   void resolve(const std::string& name, Callback done);
+  // Sends one DNS query message (the DNS filter's) to the servers, over TCP when the answer is
+  // truncated; `done` gets the c-ares status and the answer message (empty on failure).
+  using MessageCallback = std::function<void(int status, std::vector<uint8_t> answer)>;
+  void send(std::span<const uint8_t> query, MessageCallback done);
 
  private:
   struct Watcher;

@@ -2,6 +2,9 @@
 
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
+#include <climits>
+
+#include "dns/message.hpp"
 
 namespace egressd {
 
@@ -27,6 +30,57 @@ asio::awaitable<DnsAnswer> DnsLookup::lookup(std::string name) {
         channel_.resolve(name, [this, name](DnsAnswer answer) {
           metrics_.dns_query(to_string(answer.status));
           cache_.complete(name, answer);
+        });
+        break;
+    }
+  };
+  DnsAnswer answer = co_await asio::async_initiate<const asio::use_awaitable_t<>, void(DnsAnswer)>(
+      initiation, asio::use_awaitable);
+  co_return answer;
+}
+
+asio::awaitable<DnsAnswer> DnsLookup::exchange(std::string key, std::vector<uint8_t> query) {
+  auto initiation = [this, key, query](auto handler) {
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    auto executor = io_.get_executor();
+    DnsCache::Waiter waiter = [shared, executor](const DnsAnswer& answer) {
+      asio::post(executor, [shared, answer]() mutable { (*shared)(std::move(answer)); });
+    };
+    DnsAnswer hit;
+    switch (cache_.lookup(key, waiter, hit)) {
+      case DnsCache::Lookup::hit:
+        metrics_.dns_cache("hit");
+        waiter(hit);
+        break;
+      case DnsCache::Lookup::joined:
+        metrics_.dns_cache("joined");
+        break;
+      case DnsCache::Lookup::query:
+        metrics_.dns_cache("miss");
+        channel_.send(query, [this, key](int status, std::vector<uint8_t> wire) {
+          DnsAnswer answer;
+          answer.received = std::chrono::steady_clock::now();
+          if (PacketPtr message = parse_answer(wire)) {
+            auto rcode = ldns_pkt_get_rcode(message.get());
+            const ldns_rr_list* records = ldns_pkt_answer(message.get());
+            size_t count = records ? ldns_rr_list_rr_count(records) : 0;
+            if (rcode == LDNS_RCODE_NOERROR && count > 0) {
+              answer.status = DnsStatus::ok;
+              unsigned ttl = UINT32_MAX;
+              for (size_t i = 0; i < count; ++i)
+                ttl = std::min<unsigned>(ttl, ldns_rr_ttl(ldns_rr_list_rr(records, i)));
+              answer.ttl_seconds = ttl;
+            } else if (rcode == LDNS_RCODE_NOERROR || rcode == LDNS_RCODE_NXDOMAIN) {
+              answer.status = DnsStatus::nxdomain;  // cached for the negative TTL
+            } else {
+              answer.status = DnsStatus::error;  // SERVFAIL and the like: never cached
+            }
+            answer.message = SharedPacket(message.release(), LdnsPacketFree{});
+          } else {
+            answer.status = status == ARES_ETIMEOUT ? DnsStatus::timeout : DnsStatus::error;
+          }
+          metrics_.dns_query(to_string(answer.status));
+          cache_.complete(key, answer);
         });
         break;
     }

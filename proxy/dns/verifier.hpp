@@ -20,6 +20,10 @@ class DnsLookup {
       : io_(io), cache_(cache), channel_(io, options), metrics_(metrics) {}
   const AresChannel& channel() const { return channel_; }
   asio::awaitable<DnsAnswer> lookup(std::string name);
+  // The DNS filter's upstream exchange: `query` (a DNS message) is sent unless the shared
+  // cache holds `key`'s answer ("name/TYPE") or a query for it is in flight. The answer's
+  // `message` is the upstream's answer, null when none came.
+  asio::awaitable<DnsAnswer> exchange(std::string key, std::vector<uint8_t> query);
 
  private:
   asio::io_context& io_;

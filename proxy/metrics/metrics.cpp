@@ -13,10 +13,35 @@ Metrics::Metrics() {
           .Help("Finished connections by verdict and reason (exactly one reason each)")
           .Register(*registry_);
   for (Reason reason : kAllReasons) {
+    if (is_dns_only(reason)) continue;
     connections_[static_cast<size_t>(reason)] =
         &connections.Add({{"verdict", std::string(to_string(verdict_of(reason)))},
                           {"reason", std::string(to_string(reason))}});
   }
+  auto& dns_requests = prometheus::BuildCounter()
+                           .Name("egressd_dns_requests_total")
+                           .Help("DNS filter queries by verdict and reason (exactly one reason each)")
+                           .Register(*registry_);
+  // The DNS reasons (DESIGN.md "DNS for sandboxes") with the verdicts each can have.
+  for (Reason reason : {Reason::allowed_domain, Reason::default_allow, Reason::audit_allow,
+                        Reason::filtered_answer, Reason::denied_domain, Reason::default_deny,
+                        Reason::unknown_source, Reason::budget_exceeded, Reason::malformed_query,
+                        Reason::upstream_failure}) {
+    for (Verdict verdict : {Verdict::allow, Verdict::deny}) {
+      bool possible = reason == Reason::filtered_answer || verdict_of(reason) == verdict;
+      if (!possible) continue;
+      dns_requests_[static_cast<size_t>(verdict)][static_cast<size_t>(reason)] =
+          &dns_requests.Add({{"verdict", std::string(to_string(verdict))},
+                             {"reason", std::string(to_string(reason))}});
+    }
+  }
+  dns_request_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("egressd_dns_request_duration_seconds")
+           .Help("Time from a sandbox's DNS query to egressd's answer")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+                                                            1e-3, 5e-3, 2.5e-2, 0.1, 0.5, 2.5});
   auto& active = prometheus::BuildGauge()
                      .Name("egressd_connections_active")
                      .Help("Live connections by phase")
@@ -102,6 +127,12 @@ void Metrics::dns_verification(const std::string& outcome) {
 void Metrics::accept_error(int error_number) {
   const char* name = strerrorname_np(error_number);
   accept_errors_->Add({{"errno", name ? name : std::to_string(error_number)}}).Increment();
+}
+
+void Metrics::dns_request(Verdict verdict, Reason reason, double seconds) {
+  if (auto* counter = dns_requests_[static_cast<size_t>(verdict)][static_cast<size_t>(reason)])
+    counter->Increment();
+  dns_request_seconds_->Observe(seconds);
 }
 
 }  // namespace egressd

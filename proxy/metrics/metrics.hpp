@@ -39,6 +39,9 @@ class Metrics {
   void dns_cache(const std::string& result);          // hit | miss | joined
   void dns_verification(const std::string& outcome);  // original | redirected | refused
   void accept_error(int error_number);
+  // One answered (or dropped) DNS filter query: egressd_dns_requests_total{verdict,reason} and
+  // egressd_dns_request_duration_seconds.
+  void dns_request(Verdict verdict, Reason reason, double seconds);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
@@ -55,6 +58,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* dns_cache_ = nullptr;
   prometheus::Family<prometheus::Counter>* dns_verifications_ = nullptr;
   prometheus::Family<prometheus::Counter>* accept_errors_ = nullptr;
+  std::array<std::array<prometheus::Counter*, std::tuple_size_v<decltype(kAllReasons)>>, 2>
+      dns_requests_{};
+  prometheus::Histogram* dns_request_seconds_ = nullptr;
 };
 
 }  // namespace egressd

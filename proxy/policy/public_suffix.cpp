@@ -33,4 +33,19 @@ bool is_public_suffix(std::string_view name) {
          0;
 }
 
+std::string_view registrable_domain(std::string_view name) {
+  // From the shortest suffix up: the first that is not a public suffix is the registrable one.
+  size_t end = name.size();
+  size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos) return name;
+  while (dot != std::string_view::npos) {
+    std::string_view suffix = name.substr(dot + 1);
+    if (!is_public_suffix(suffix)) return suffix;
+    if (dot == 0) return name;
+    end = dot;
+    dot = name.rfind('.', end - 1);
+  }
+  return name;
+}
+
 }  // namespace egressd

@@ -38,6 +38,8 @@ std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::
                                           static_cast<uint16_t>(text.size()), allow, catch_all,
                                           rule.ports});
       policy->texts_ += text;
+      if (allow && (rule.kind == RuleKind::any || rule.kind == RuleKind::address))
+        policy->has_address_allows_ = true;
       switch (rule.kind) {
         case RuleKind::exact_name:
         case RuleKind::below_name:
@@ -95,6 +97,35 @@ Decision CompiledPolicy::decide(const std::string* name,
   }
   return default_verdict_ == Verdict::allow ? Decision{Verdict::allow, Reason::default_allow, {}}
                                             : Decision{Verdict::deny, Reason::default_deny, {}};
+}
+
+Decision CompiledPolicy::decide_name(std::string_view name) const {
+  auto any_port = [](uint32_t) { return true; };
+  auto is_allow = [&](uint32_t rule_id) { return rules_[rule_id].allow; };
+  uint32_t rule = names_.lookup(name, any_port, is_allow);
+  if (rule == DomainIndex::kNoRule) {
+    LevelPick pick;
+    for (uint32_t id : any_name_rules_) {
+      if (pick.offer(id, is_allow(id))) break;
+    }
+    rule = pick.decided();
+  }
+  if (rule != DomainIndex::kNoRule) {
+    bool allow = rules_[rule].allow;
+    return Decision{allow ? Verdict::allow : Verdict::deny,
+                    allow ? Reason::allowed_domain : Reason::denied_domain, text_of(rule)};
+  }
+  return default_verdict_ == Verdict::allow ? Decision{Verdict::allow, Reason::default_allow, {}}
+                                            : Decision{Verdict::deny, Reason::default_deny, {}};
+}
+
+bool CompiledPolicy::address_allowed_on_some_port(const IpAddress& address) const {
+  auto any_port = [](uint32_t) { return true; };
+  auto is_allow = [&](uint32_t rule_id) { return rules_[rule_id].allow; };
+  IpAddress plain = address.unmapped();
+  const CidrIndex& index = plain.family == Family::v4 ? v4_ : v6_;
+  uint32_t rule = index.lookup(plain.bits, any_port, is_allow);
+  return rule != CidrIndex::kNoRule && rules_[rule].allow;
 }
 
 std::string_view CompiledPolicy::address_denial(const IpAddress& address, uint16_t port) const {

@@ -61,6 +61,15 @@ class CompiledPolicy {
   // rule is an allow, a catch-all, or none.
   std::string_view address_denial(const IpAddress& address, uint16_t port) const;
 
+  // DESIGN.md "DNS for sandboxes": a name judged by the domain rules alone, ports ignored
+  // (most specific wins, allow wins ties); no rule: the default.
+  Decision decide_name(std::string_view name) const;
+  // Whether an address allow rule lets `address` through on some port (longest prefix over
+  // every rule whatever its ports, allow wins ties; the default does not count): what a DNS answer for a name the domain rules
+  // do not allow may still carry.
+  bool address_allowed_on_some_port(const IpAddress& address) const;
+  bool has_address_allows() const { return has_address_allows_; }
+
   Verdict default_verdict() const { return default_verdict_; }
   bool names_bypass_address_denies() const { return names_bypass_address_denies_; }
   Mode mode() const { return mode_; }
@@ -83,6 +92,7 @@ class CompiledPolicy {
   Verdict default_verdict_ = Verdict::deny;
   Mode mode_ = Mode::enforce;
   bool names_bypass_address_denies_ = false;
+  bool has_address_allows_ = false;
   std::string texts_;
   std::vector<RuleRecord> rules_;
   std::vector<uint32_t> any_name_rules_;  // "*" and "*:PORTS"

@@ -85,6 +85,15 @@ std::string access_log_line(const AccessRecord& r) {
   if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
   if (r.ech) out += ",\"ech\":true";
   if (!r.dialed.empty()) append_field(out, "dialed", r.dialed);
+  if (!r.qtype.empty()) {
+    append_field(out, "qtype", r.qtype);
+    out += ",\"answers\":[";
+    for (size_t i = 0; i < r.answers.size(); ++i) {
+      if (i) out += ',';
+      append_string(out, r.answers[i]);
+    }
+    out += ']';
+  }
   out += '}';
   return out;
 }

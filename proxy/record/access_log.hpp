@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/reason.hpp"
 
@@ -27,6 +28,9 @@ struct AccessRecord {
   bool ech = false;
   std::string dialed;                // where egressd connected, when it differs from dst
   std::optional<Reason> would_deny;  // audit mode: the refusal it would have been
+  // proto "dns": the query type and what the answer gave (addresses, CNAME targets, types).
+  std::string qtype;
+  std::vector<std::string> answers;
 };
 
 class AccessLog {

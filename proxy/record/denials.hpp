@@ -24,6 +24,8 @@ struct Denial {
   std::optional<Reason> would_deny;  // audit mode: reason is audit_allow, this what it would be
   std::string src;                   // the client's address:port
   std::string sandbox;               // "" for an unknown source
+  std::string proto;                 // "tcp", "tls", "http" or "dns"
+  std::string qtype;                 // dns: the query type
 };
 
 class DenialLog {

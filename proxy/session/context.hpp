@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "config/settings.hpp"
+#include "dns/budget.hpp"
 #include "dns/verifier.hpp"
 #include "metrics/metrics.hpp"
 #include "net/relay.hpp"
@@ -24,6 +25,9 @@ class OutcomeSink {
   OutcomeSink(Metrics& metrics, AccessLog& access_log, DenialLog& denials)
       : metrics_(metrics), access_log_(access_log), denials_(denials) {}
   void finished(const AccessRecord& record, const IpAddress& destination);
+  // A DNS query's: egressd_dns_requests_total and the latency histogram instead of the
+  // connection counters.
+  void dns_finished(const AccessRecord& record, const IpAddress& destination, double seconds);
 
  private:
   Metrics& metrics_;
@@ -32,9 +36,12 @@ class OutcomeSink {
 };
 
 struct SessionContext {
+  // (answers: what the DNS filter gave each sandbox; dns.verify accepts them without a lookup)
   Published<Settings>::Reader& settings;  // a connection keeps the snapshot it started with
   SnapshotReader& policies;
   DnsLookup& dns;
+  AnswerMemory& answers;
+  DnsBudget& budget;  // the DNS filter's per-sandbox budgets
   PipePool& pipes;
   ConnectionRegistry& registry;
   Metrics& metrics;  // bytes, phases, decision time, DNS verification

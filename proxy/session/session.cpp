@@ -163,11 +163,15 @@ asio::awaitable<std::optional<Reason>> Session::verify_destination(bool may_redi
   DnsVerify mode = settings_->dns_verify;
   if (mode != DnsVerify::off && !may_redirect) mode = DnsVerify::strict;
   DnsAnswer answer;
-  if (mode != DnsVerify::off) {
+  IpAddress target = dial_.value_or(destination_);
+  if (mode != DnsVerify::off && sandbox_ && ctx_.answers.gave(sandbox_->id, name_, target)) {
+    // The DNS filter gave this sandbox that address for that name, within its TTL: no
+    // lookup, and no redirect when a CDN has rotated its answers since.
+    answer = DnsAnswer{DnsStatus::ok, {target}, 0};
+  } else if (mode != DnsVerify::off) {
     answer = co_await ctx_.dns.lookup(name_);
     if (aborted_) co_return aborted_;
   }
-  IpAddress target = dial_.value_or(destination_);
   Verification verdict = choose_destination(mode, answer, target, settings_->guard,
                                             sandbox_ ? sandbox_->policy.get() : nullptr, port_);
   if (!verdict.dial) {
