@@ -98,7 +98,8 @@ def kubernetes():
     container = spec["containers"][0]
     check("DaemonSet hostNetwork", spec.get("hostNetwork") is True)
     check("DaemonSet selector matches labels", ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items())
-    check("egressd has NET_ADMIN only", container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]})
+    check("egressd has NET_ADMIN and NET_BIND_SERVICE only",
+          container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_BIND_SERVICE"], "drop": ["ALL"]})
     check("liveness and readiness probes", "livenessProbe" in container and "readinessProbe" in container)
     annotations = ds["spec"]["template"]["metadata"]["annotations"]
     check("Prometheus annotations", annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == "9464")

