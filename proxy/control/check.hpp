@@ -12,7 +12,10 @@ struct CheckAnswer {
 };
 
 // Body: {"sandbox":"id","host":"api.github.com","ip":"198.18.0.10","port":443}; host and ip
-// are each optional but not both; port is required.
+// are each optional but not both; port is required. With "qtype" ("A", "HTTPS"...): the DNS
+// filter's decision for that query instead (host required, no port; "ip" optional: whether an
+// answer carrying that address would be given); the answer adds "qtype" and "answer"
+// (upstream | allowed_addresses | answer_denied | removed).
 CheckAnswer check_request(const StoreSnapshot& store, const Guard& guard, Verdict unknown_source,
                           const nlohmann::json& body);
 

@@ -155,7 +155,8 @@ std::optional<uint16_t> qtype_from_name(std::string_view text) {
   ldns_rr_type type = ldns_get_rr_type_by_name(upper.c_str());
   if (type == 0) return std::nullopt;
   // ldns answers some unknown names with a type: only a name that reads back as itself counts.
-  if (qtype_name(static_cast<uint16_t>(type)) != upper) return std::nullopt;
+  if (qtype_name(static_cast<uint16_t>(type)) != upper && upper != "TYPE" + std::to_string(type))
+    return std::nullopt;
   return static_cast<uint16_t>(type);
 }
 

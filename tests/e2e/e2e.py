@@ -1073,20 +1073,24 @@ def dns_filter_answers_allowed_names_and_refuses_denied_ones():
                 assert not dnsmasq_saw(name), name
             rec = last_record(proto="dns", sandbox="dnsonly", qtype="MX")
             assert rec["reason"] == "default_deny" and rec["verdict"] == "deny", rec
-            # A name the policy denies explicitly, for a sandbox that has address rules: only
-            # answers inside them could pass; gist.github.com's does not.
-            status, _ = dig("sbx1", "@198.18.0.53 gist.github.com A")
-            assert status == "REFUSED", status
-            assert last_record(proto="dns", name="gist.github.com")["reason"] == "denied_domain"
-            # Not allowed by name, but its address is inside an allowed address rule.
-            status, lines = dig("sbx1", "@198.18.0.53 db.corp.example A")
-            assert status == "NOERROR" and addresses(lines) == ["198.18.0.11"], (status, lines)
-            assert last_record(proto="dns", name="db.corp.example")["reason"] == "filtered_answer"
             denials = api("GET", "/v1/denials?sandbox=dnsonly")[1]["denials"]
             assert any(d.get("proto") == "dns" and d["name"] == f"mx-{nonce}.attacker.example" and
                        d["qtype"] == "MX" and d["reason"] == "default_deny" for d in denials), denials
             listed = ctl("denials", "dnsonly").stdout
             assert f"a-{nonce}.attacker.example" in listed, listed
+            # A name the policy denies explicitly, for a sandbox that has address rules: only
+            # answers inside them could pass; gist.github.com's (198.18.0.10) does not.
+            code, _ = api("PUT", "/v1/sandboxes/dnsonly",
+                          {"sources": ["10.200.1.3"], "egress": {"default": "deny", "allow": ["*.github.com", "198.18.0.11"],
+                                                                  "deny": ["gist.github.com"]}})
+            assert code == 200
+            status, _ = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 gist.github.com A")
+            assert status == "REFUSED", status
+            assert last_record(proto="dns", name="gist.github.com")["reason"] == "denied_domain"
+            # Not allowed by name, but its address is inside an allowed address rule.
+            status, lines = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 db.corp.example A")
+            assert status == "NOERROR" and addresses(lines) == ["198.18.0.11"], (status, lines)
+            assert last_record(proto="dns", name="db.corp.example")["reason"] == "filtered_answer"
             text = metrics()
             assert metric_value(text, "egressd_dns_requests_total",
                                 {"verdict": "deny", "reason": "default_deny"}) >= 10
@@ -1382,10 +1386,11 @@ def stop_egressd():
 
 
 @test
-def runs_as_nobody_with_only_cap_net_admin():
+def runs_as_nobody_with_only_cap_net_admin_and_net_bind_service():
     status = open(f"/proc/{egressd_process.pid}/status").read()
     assert re.search(r"^Uid:\s+65534\s", status, re.M), status
-    assert re.search(r"^CapEff:\s+0000000000001000$", status, re.M), status  # CAP_NET_ADMIN only
+    # CAP_NET_ADMIN (IP_TRANSPARENT) and CAP_NET_BIND_SERVICE (DNS answers from port 53) only.
+    assert re.search(r"^CapEff:\s+0000000000001400$", status, re.M), status
     assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
 
 
@@ -1414,14 +1419,26 @@ def dashboard_and_alerts_use_only_exported_metrics():
 def metrics_agree_with_the_access_log():
     def snapshot():  # the access log is flushed every 200 ms: wait until it holds every connection
         text, records = metrics(), access_records()
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("egressd_connections_total{"))
-        return (text, records) if total == len(records) else None
-    wait_for(snapshot, "the access log to hold every counted connection")
-    text, records = snapshot()
+        def total(name):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+        queries = [r for r in records if r["proto"] == "dns"]
+        connections = [r for r in records if r["proto"] != "dns"]
+        if total("egressd_connections_total") == len(connections) and total("egressd_dns_requests_total") == len(queries):
+            return text, connections, queries
+        return None
+    wait_for(snapshot, "the access log to hold every counted connection and DNS query")
+    text, records, queries = snapshot()
     counts = {}
     for rec in records:
         counts[rec["reason"]] = counts.get(rec["reason"], 0) + 1
+    dns_counts = {}
+    for rec in queries:
+        dns_counts[(rec["verdict"], rec["reason"])] = dns_counts.get((rec["verdict"], rec["reason"]), 0) + 1
+    for (verdict, reason), n in dns_counts.items():
+        assert metric_value(text, "egressd_dns_requests_total", {"reason": reason, "verdict": verdict}) == n
+    for reason in ("allowed_domain", "default_deny", "denied_domain", "filtered_answer", "budget_exceeded",
+                   "malformed_query", "audit_allow"):
+        assert any(r == reason for _, r in dns_counts), reason
     for reason, n in counts.items():
         verdict = "allow" if reason in ("allowed_domain", "allowed_address", "default_allow", "audit_allow") else "deny"
         got = metric_value(text, "egressd_connections_total", {"reason": reason, "verdict": verdict})
