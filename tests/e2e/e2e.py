@@ -240,7 +240,7 @@ DNS_RECORDS = {
     "www.example.org": ["198.18.0.10"], "big.example.org": ["198.18.0.10"], "example.org": ["198.18.0.10"],
     "guarded.example.org": ["10.200.2.2"], "elsewhere.github.com": ["198.18.0.11"], "v6only.example.org": ["fd00:198::10"],
     "body.github.com": ["198.18.0.11"], "ws.github.com": ["198.18.0.11"], "attacker.github.com": ["198.18.0.12"],
-    "db.corp.example": ["198.18.0.11"], "metadata.example.org": ["169.254.169.254"],
+    "db.corp.example": ["198.18.0.11"], "inside.internal.example": ["198.18.0.11"], "metadata.example.org": ["169.254.169.254"],
 }
 DNSMASQ_LOG = os.path.join(WORK, "dnsmasq-queries.log")
 # The proxy host's resolver configuration as `ip netns exec` shows it to egressd: a search list
@@ -1088,9 +1088,9 @@ def dns_filter_answers_allowed_names_and_refuses_denied_ones():
             assert status == "REFUSED", status
             assert last_record(proto="dns", name="gist.github.com")["reason"] == "denied_domain"
             # Not allowed by name, but its address is inside an allowed address rule.
-            status, lines = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 db.corp.example A")
+            status, lines = dig("sbx1", "-b 10.200.1.3 @198.18.0.53 inside.internal.example A")
             assert status == "NOERROR" and addresses(lines) == ["198.18.0.11"], (status, lines)
-            assert last_record(proto="dns", name="db.corp.example")["reason"] == "filtered_answer"
+            assert last_record(proto="dns", name="inside.internal.example")["reason"] == "filtered_answer"
             text = metrics()
             assert metric_value(text, "egressd_dns_requests_total",
                                 {"verdict": "deny", "reason": "default_deny"}) >= 10

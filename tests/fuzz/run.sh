@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 # the request reader gets half of one.
 route_seconds=$(( seconds / 5 > 5 ? seconds / 5 : 5 ))
 half_seconds=$(( seconds / 2 > 5 ? seconds / 2 : 5 ))
-for target in client_hello http_request http_gate rule control_request \
+for target in client_hello http_request http_gate rule dns_query control_request \
     control_native control_e2b control_brimble control_sandbox0 control_blaxel; do
   budget=$seconds
   case "$target" in
