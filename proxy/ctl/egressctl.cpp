@@ -26,6 +26,7 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
                                   sources/egress/mode; flags add to or override it)
   delete ID                       remove a sandbox (its connections are closed)
   check ID [--host NAME] [--ip ADDR] --port N
+  check ID --host NAME --qtype A [--ip ADDR]   what the DNS filter answers
                                   explain what egressd would decide
   conns [ID]                      live connections (without ID: host-wide)
   denials [ID]                    recent refusals (without ID: host-wide, unknown sources too)
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   std::vector<std::string> positional;
   std::vector<std::string> sources, allow, deny;
-  std::optional<std::string> file, default_verdict, mode, host, ip, port, if_match;
+  std::optional<std::string> file, default_verdict, mode, host, ip, port, qtype, if_match;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -183,6 +184,8 @@ int main(int argc, char** argv) {
       ip = value();
     } else if (a == "--port") {
       port = value();
+    } else if (a == "--qtype") {
+      qtype = value();
     } else if (a == "--if-match") {
       if_match = value();
     } else if (a.rfind("--", 0) == 0) {
@@ -227,12 +230,14 @@ int main(int argc, char** argv) {
     json q = {{"sandbox", need_id()}};
     if (host) q["host"] = *host;
     if (ip) q["ip"] = *ip;
-    if (!port) {
+    if (qtype) {
+      q["qtype"] = *qtype;  // a DNS check: no port
+    } else if (!port) {
       std::cerr << "egressctl: check needs --port\n";
       return 2;
     }
     try {
-      q["port"] = std::stoi(*port);
+      if (port) q["port"] = std::stoi(*port);
     } catch (const std::exception&) {
       std::cerr << "egressctl: --port must be a number\n";
       return 2;
@@ -304,7 +309,9 @@ int main(int argc, char** argv) {
     std::cout << "deleted " << positional[1] << "\n";
   } else if (command == "check") {
     std::cout << text_of(b["verdict"]) << " (" << text_of(b["reason"]) << ", rule "
-              << text_of(b["rule"]) << ")\n";
+              << text_of(b["rule"]) << ")";
+    if (b.contains("answer")) std::cout << ", answer: " << text_of(b["answer"]);
+    std::cout << "\n";
   } else if (command == "conns") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& c : b["connections"]) {
@@ -320,9 +327,12 @@ int main(int argc, char** argv) {
     for (const auto& d : b["denials"]) {
       rows.push_back({text_of(d["time"]), text_of(d.value("sandbox", b.value("sandbox", json()))),
                       text_of(d["src"]), text_of(d["dst"]) + ":" + text_of(d["port"]),
-                      text_of(d["name"]), text_of(d["reason"]), text_of(d["rule"])});
+                      text_of(d.value("proto", json())), text_of(d["name"]),
+                      text_of(d.value("qtype", json())), text_of(d["reason"]), text_of(d["rule"])});
     }
-    print_table({"TIME", "SANDBOX", "SOURCE", "DESTINATION", "NAME", "REASON", "RULE"}, rows);
+    print_table({"TIME", "SANDBOX", "SOURCE", "DESTINATION", "PROTO", "NAME", "QTYPE", "REASON",
+                 "RULE"},
+                rows);
   }
   return 0;
 }

@@ -90,6 +90,9 @@ FilteredAnswer filter_answer(const DnsQuery& query, const QueryPlan& plan, const
   };
   const ldns_rr_list* section = ldns_pkt_answer(upstream);
   size_t count = section ? ldns_rr_list_rr_count(section) : 0;
+  std::vector<std::string> owners(count);
+  for (size_t i = 0; i < count; ++i)
+    owners[i] = canonical_name(ldns_rr_owner(ldns_rr_list_rr(section, i)));
   // The chain: from the question, one CNAME at a time, while each target is allowed.
   std::vector<std::string> chain{query.name};
   bool cut = false;
@@ -99,7 +102,7 @@ FilteredAnswer filter_answer(const DnsQuery& query, const QueryPlan& plan, const
       for (size_t i = 0; i < count && !next; ++i) {
         const ldns_rr* rr = ldns_rr_list_rr(section, i);
         if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) >= 1 &&
-            canonical_name(ldns_rr_owner(rr)) == chain.back())
+            owners[i] == chain.back())
           next = rr;
       }
       if (!next) break;
@@ -128,7 +131,7 @@ FilteredAnswer filter_answer(const DnsQuery& query, const QueryPlan& plan, const
   for (size_t i = 0; i < count; ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(section, i);
     ldns_rr_type type = ldns_rr_get_type(rr);
-    std::string owner = canonical_name(ldns_rr_owner(rr));
+    const std::string& owner = owners[i];
     if (type == LDNS_RR_TYPE_CNAME) {
       bool hop = in_chain(owner) && ldns_rr_rd_count(rr) >= 1 &&
                  in_chain(canonical_name(ldns_rr_rdf(rr, 0)));

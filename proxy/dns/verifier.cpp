@@ -39,8 +39,9 @@ asio::awaitable<DnsAnswer> DnsLookup::lookup(std::string name) {
   co_return answer;
 }
 
-asio::awaitable<DnsAnswer> DnsLookup::exchange(std::string key, std::vector<uint8_t> query) {
-  auto initiation = [this, key, query](auto handler) {
+asio::awaitable<DnsAnswer> DnsLookup::exchange(std::string key,
+                                               std::function<std::vector<uint8_t>()> make_query) {
+  auto initiation = [this, key, make_query](auto handler) {
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
     auto executor = io_.get_executor();
     DnsCache::Waiter waiter = [shared, executor](const DnsAnswer& answer) {
@@ -57,7 +58,7 @@ asio::awaitable<DnsAnswer> DnsLookup::exchange(std::string key, std::vector<uint
         break;
       case DnsCache::Lookup::query:
         metrics_.dns_cache("miss");
-        channel_.send(query, [this, key](int status, std::vector<uint8_t> wire) {
+        channel_.send(make_query(), [this, key](int status, std::vector<uint8_t> wire) {
           DnsAnswer answer;
           answer.received = std::chrono::steady_clock::now();
           if (PacketPtr message = parse_answer(wire)) {

@@ -4,6 +4,7 @@
 // its answers, never to a guarded one.
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
+#include <functional>
 #include <optional>
 
 #include "core/modes.hpp"
@@ -20,10 +21,11 @@ class DnsLookup {
       : io_(io), cache_(cache), channel_(io, options), metrics_(metrics) {}
   const AresChannel& channel() const { return channel_; }
   asio::awaitable<DnsAnswer> lookup(std::string name);
-  // The DNS filter's upstream exchange: `query` (a DNS message) is sent unless the shared
-  // cache holds `key`'s answer ("name/TYPE") or a query for it is in flight. The answer's
-  // `message` is the upstream's answer, null when none came.
-  asio::awaitable<DnsAnswer> exchange(std::string key, std::vector<uint8_t> query);
+  // The DNS filter's upstream exchange: the message `make_query` writes is sent unless the
+  // shared cache holds `key`'s answer ("name/TYPE") or a query for it is in flight (then it
+  // is never written). The answer's `message` is the upstream's answer, null when none came.
+  asio::awaitable<DnsAnswer> exchange(std::string key,
+                                      std::function<std::vector<uint8_t>()> make_query);
 
  private:
   asio::io_context& io_;

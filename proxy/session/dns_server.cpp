@@ -133,8 +133,9 @@ asio::awaitable<std::optional<std::vector<uint8_t>>> answer_dns_query(
   std::string key = parsed.query.name + "/" + std::to_string(parsed.query.qtype);
   if (parsed.query.qclass != LDNS_RR_CLASS_IN) key += "/class" + std::to_string(parsed.query.qclass);
   if (parsed.query.dnssec_ok) key += "/do";
-  DnsAnswer upstream =
-      co_await context.dns.exchange(std::move(key), build_upstream_query(parsed.query));
+  const DnsQuery& asked = parsed.query;
+  DnsAnswer upstream = co_await context.dns.exchange(
+      std::move(key), [&asked] { return build_upstream_query(asked); });
   uint32_t age = 0;
   if (upstream.message) {
     age = static_cast<uint32_t>(

@@ -1078,6 +1078,8 @@ def dns_filter_answers_allowed_names_and_refuses_denied_ones():
                        d["qtype"] == "MX" and d["reason"] == "default_deny" for d in denials), denials
             listed = ctl("denials", "dnsonly").stdout
             assert f"a-{nonce}.attacker.example" in listed, listed
+            explained = ctl("check", "dnsonly", "--host", "x.attacker.example", "--qtype", "A").stdout
+            assert explained == "deny (default_deny, rule -), answer: answer_denied\n", explained
             # A name the policy denies explicitly, for a sandbox that has address rules: only
             # answers inside them could pass; gist.github.com's (198.18.0.10) does not.
             code, _ = api("PUT", "/v1/sandboxes/dnsonly",
