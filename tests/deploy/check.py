@@ -25,7 +25,8 @@ def check(name, ok, detail=""):
 
 def metric_names(expr):
     names = set(re.findall(r"\b(egressd_[a-z_]+)", expr))
-    return {re.sub(r"_(bucket|sum|count)$", "", n) if n.startswith("egressd_decision_duration_seconds") else n for n in names}
+    # A histogram's series (_bucket, _sum, _count) belong to the histogram's name.
+    return {re.sub(r"_seconds_(bucket|sum|count)$", "_seconds", n) for n in names}
 
 
 def systemd_units():

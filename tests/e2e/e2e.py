@@ -240,7 +240,8 @@ DNS_RECORDS = {
     "www.example.org": ["198.18.0.10"], "big.example.org": ["198.18.0.10"], "example.org": ["198.18.0.10"],
     "guarded.example.org": ["10.200.2.2"], "elsewhere.github.com": ["198.18.0.11"], "v6only.example.org": ["fd00:198::10"],
     "body.github.com": ["198.18.0.11"], "ws.github.com": ["198.18.0.11"], "attacker.github.com": ["198.18.0.12"],
-    "db.corp.example": ["198.18.0.11"], "inside.internal.example": ["198.18.0.11"], "metadata.example.org": ["169.254.169.254"],
+    "db.corp.example": ["198.18.0.11"], "inside.internal.example": ["198.18.0.11"], "remembered.github.com": ["198.18.0.10"],
+    "looked-up.github.com": ["198.18.0.10"], "metadata.example.org": ["169.254.169.254"],
 }
 DNSMASQ_LOG = os.path.join(WORK, "dnsmasq-queries.log")
 # The proxy host's resolver configuration as `ip netns exec` shows it to egressd: a search list
@@ -1128,6 +1129,22 @@ def dns_filter_cuts_chains_strips_ech_and_removes_guarded_answers():
             assert last_record(proto="dns", name=name)["reason"] == "filtered_answer"
         status, lines = dig("sbx2", "@198.18.0.53 zero.example.org AAAA")
         assert status == "REFUSED" and not lines, (status, lines)
+
+
+@test
+def dns_filter_answers_count_for_dns_verification_without_another_lookup():
+    def upstream_queries(name):
+        return re.findall(rf"query\[(\w+)\] {re.escape(name)} from", open(DNSMASQ_LOG).read())
+    with dns_filter_firewall():
+        assert addresses(dig("sbx1", "@198.18.0.53 remembered.github.com A")[1]) == ["198.18.0.10"]
+        assert upstream_queries("remembered.github.com") == ["A"]  # the filter's one query
+        assert https("sbx1", "remembered.github.com").stdout == "origin remembered.github.com\n"
+        rec = last_record(name="remembered.github.com", proto="tls")
+        assert rec["reason"] == "allowed_domain" and "dialed" not in rec, rec
+        assert upstream_queries("remembered.github.com") == ["A"], "dns.verify looked the name up again"
+        # Positive control: a name the sandbox never asked egressd is looked up to verify it.
+        assert https("sbx1", "looked-up.github.com").stdout == "origin looked-up.github.com\n"
+        wait_for(lambda: upstream_queries("looked-up.github.com"), "destination verification's lookup")
 
 
 @test
