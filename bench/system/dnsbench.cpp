@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
     send_one(slots[i]);
   }
   auto start = Clock::now();
-  auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   std::vector<epoll_event> events(256);
   uint8_t buffer[4096];
   while (Clock::now() < end) {
@@ -107,8 +108,9 @@ int main(int argc, char** argv) {
   auto percentile = [&](double p) {
     return latencies.empty() ? 0.0 : latencies[static_cast<size_t>(p * (latencies.size() - 1))];
   };
-  std::printf("{\"qps\": %.0f, \"answered\": %zu, \"timeouts\": %zu, \"p50_us\": %.1f, \"p99_us\": %.1f}\n",
-              static_cast<double>(latencies.size()) / elapsed, latencies.size(), timeouts,
-              percentile(0.5), percentile(0.99));
+  std::printf(
+      "{\"qps\": %.0f, \"answered\": %zu, \"timeouts\": %zu, \"p50_us\": %.1f, \"p99_us\": %.1f}\n",
+      static_cast<double>(latencies.size()) / elapsed, latencies.size(), timeouts, percentile(0.5),
+      percentile(0.99));
   return 0;
 }

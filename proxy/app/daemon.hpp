@@ -57,10 +57,17 @@ struct Worker {
   PipePool pipes;
   DnsLookup dns;
   std::atomic<size_t> active{0};  // live sessions (counted by Session itself)
-  SessionContext context{settings,           policies,          dns,
-                         shared.dns_answers, shared.dns_budget, pipes,
-                         shared.registry,    shared.metrics,    shared.outcomes,
-                         shared.next_serial, active};
+  SessionContext context{settings,
+                         policies,
+                         dns,
+                         shared.dns_answers,
+                         shared.dns_budget,
+                         pipes,
+                         shared.registry,
+                         shared.metrics,
+                         shared.outcomes,
+                         shared.next_serial,
+                         active};
 };
 
 }  // namespace egressd

@@ -218,9 +218,10 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     return loader.errors;
   }
   if (root.IsNull()) return config;  // an empty file is every default
-  if (!loader.expect_map(root, "",
-                         {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
-                          "dns_filter", "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
+  if (!loader.expect_map(
+          root, "",
+          {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns", "dns_filter",
+           "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -327,8 +328,8 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     }
   }
   if (const YAML::Node filter = root["dns_filter"];
-      filter && loader.expect_map(filter, "dns_filter",
-                                  {"listen", "answer_denied", "strip_ech", "budget"})) {
+      filter &&
+      loader.expect_map(filter, "dns_filter", {"listen", "answer_denied", "strip_ech", "budget"})) {
     if (filter["listen"]) {
       loader.strings(filter["listen"], "dns_filter.listen", config.dns_filter.listen);
       for (size_t i = 0; i < config.dns_filter.listen.size(); ++i) {

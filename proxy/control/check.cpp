@@ -144,8 +144,8 @@ CheckAnswer check_request(const StoreSnapshot& store, const Guard& guard, Verdic
       }
     }
   }
-  return CheckAnswer{200, decision_json(decision.verdict, decision.reason, decision.rule,
-                                        decision.would_deny)};
+  return CheckAnswer{
+      200, decision_json(decision.verdict, decision.reason, decision.rule, decision.would_deny)};
 }
 
 }  // namespace egressd

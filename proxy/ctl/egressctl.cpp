@@ -330,9 +330,9 @@ int main(int argc, char** argv) {
                       text_of(d.value("proto", json())), text_of(d["name"]),
                       text_of(d.value("qtype", json())), text_of(d["reason"]), text_of(d["rule"])});
     }
-    print_table({"TIME", "SANDBOX", "SOURCE", "DESTINATION", "PROTO", "NAME", "QTYPE", "REASON",
-                 "RULE"},
-                rows);
+    print_table(
+        {"TIME", "SANDBOX", "SOURCE", "DESTINATION", "PROTO", "NAME", "QTYPE", "REASON", "RULE"},
+        rows);
   }
   return 0;
 }

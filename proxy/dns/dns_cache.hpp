@@ -1,8 +1,8 @@
 #pragma once
 // Answers shared by every worker (destination verification's A/AAAA under the name, the DNS
-// filter's upstream messages under "name/TYPE"): TTLs honoured within a floor and a ceiling, negative answers
-// cached briefly, bounded in size, and single-flight: while a name is being resolved, every
-// other asker waits for that one query.
+// filter's upstream messages under "name/TYPE"): TTLs honoured within a floor and a ceiling,
+// negative answers cached briefly, bounded in size, and single-flight: while a name is being
+// resolved, every other asker waits for that one query.
 #include <chrono>
 #include <functional>
 #include <memory>

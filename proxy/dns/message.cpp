@@ -279,8 +279,8 @@ bool strip_ech(ldns_rr* rr, bool* malformed) {
     ldns_rdf_deep_free(ldns_rr_pop_rdf(rr));  // no parameters left
     return true;
   }
-  ldns_rdf* replacement = ldns_rdf_new_frm_data(LDNS_RDF_TYPE_SVCPARAMS, rebuilt.size(),
-                                                rebuilt.data());
+  ldns_rdf* replacement =
+      ldns_rdf_new_frm_data(LDNS_RDF_TYPE_SVCPARAMS, rebuilt.size(), rebuilt.data());
   if (!replacement) return false;
   ldns_rdf_deep_free(ldns_rr_set_rdf(rr, replacement, 2));
   return true;

@@ -51,7 +51,7 @@ struct DnsQuery {
   uint16_t udp_size = kClassicUdpBytes;  // what the client accepts over UDP
   uint16_t qtype = 0;
   uint16_t qclass = 0;
-  std::string name;  // canonical: lower case, no trailing dot; "" for the root
+  std::string name;         // canonical: lower case, no trailing dot; "" for the root
   bool name_is_ldh = true;  // every label letters, digits, hyphens (a policy pattern can match)
   RdfPtr owner;             // the question name as sent (wire form), for the upstream query
 };

@@ -18,15 +18,16 @@ Metrics::Metrics() {
         &connections.Add({{"verdict", std::string(to_string(verdict_of(reason)))},
                           {"reason", std::string(to_string(reason))}});
   }
-  auto& dns_requests = prometheus::BuildCounter()
-                           .Name("egressd_dns_requests_total")
-                           .Help("DNS filter queries by verdict and reason (exactly one reason each)")
-                           .Register(*registry_);
+  auto& dns_requests =
+      prometheus::BuildCounter()
+          .Name("egressd_dns_requests_total")
+          .Help("DNS filter queries by verdict and reason (exactly one reason each)")
+          .Register(*registry_);
   // The DNS reasons (DESIGN.md "DNS for sandboxes") with the verdicts each can have.
-  for (Reason reason : {Reason::allowed_domain, Reason::default_allow, Reason::audit_allow,
-                        Reason::filtered_answer, Reason::denied_domain, Reason::default_deny,
-                        Reason::unknown_source, Reason::budget_exceeded, Reason::malformed_query,
-                        Reason::upstream_failure}) {
+  for (Reason reason :
+       {Reason::allowed_domain, Reason::default_allow, Reason::audit_allow, Reason::filtered_answer,
+        Reason::denied_domain, Reason::default_deny, Reason::unknown_source,
+        Reason::budget_exceeded, Reason::malformed_query, Reason::upstream_failure}) {
     for (Verdict verdict : {Verdict::allow, Verdict::deny}) {
       bool possible = reason == Reason::filtered_answer || verdict_of(reason) == verdict;
       if (!possible) continue;

@@ -65,8 +65,8 @@ class CompiledPolicy {
   // (most specific wins, allow wins ties); no rule: the default.
   Decision decide_name(std::string_view name) const;
   // Whether an address allow rule lets `address` through on some port (longest prefix over
-  // every rule whatever its ports, allow wins ties; the default does not count): what a DNS answer for a name the domain rules
-  // do not allow may still carry.
+  // every rule whatever its ports, allow wins ties; the default does not count): what a DNS answer
+  // for a name the domain rules do not allow may still carry.
   bool address_allowed_on_some_port(const IpAddress& address) const;
   bool has_address_allows() const { return has_address_allows_; }
 

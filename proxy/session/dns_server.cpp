@@ -131,7 +131,8 @@ asio::awaitable<std::optional<std::vector<uint8_t>>> answer_dns_query(
     co_return finish(std::move(plan.reply));
   }
   std::string key = parsed.query.name + "/" + std::to_string(parsed.query.qtype);
-  if (parsed.query.qclass != LDNS_RR_CLASS_IN) key += "/class" + std::to_string(parsed.query.qclass);
+  if (parsed.query.qclass != LDNS_RR_CLASS_IN)
+    key += "/class" + std::to_string(parsed.query.qclass);
   if (parsed.query.dnssec_ok) key += "/do";
   const DnsQuery& asked = parsed.query;
   DnsAnswer upstream = co_await context.dns.exchange(
@@ -139,8 +140,7 @@ asio::awaitable<std::optional<std::vector<uint8_t>>> answer_dns_query(
   uint32_t age = 0;
   if (upstream.message) {
     age = static_cast<uint32_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - upstream.received)
-            .count());
+        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - upstream.received).count());
   }
   FilteredAnswer filtered = filter_answer(parsed.query, plan, upstream.message.get(), policy,
                                           settings->guard, options, age);
@@ -148,10 +148,9 @@ asio::awaitable<std::optional<std::vector<uint8_t>>> answer_dns_query(
     context.answers.remember(sandbox->id, parsed.query.name, filtered.addresses,
                              std::min(filtered.address_ttl, settings->dns_max_ttl_s));
   }
-  size_t limit = over_tcp ? 65535
-                 : parsed.query.edns
-                     ? std::min<size_t>(parsed.query.udp_size, kMaxUdpAnswerBytes)
-                     : kClassicUdpBytes;
+  size_t limit = over_tcp            ? 65535
+                 : parsed.query.edns ? std::min<size_t>(parsed.query.udp_size, kMaxUdpAnswerBytes)
+                                     : kClassicUdpBytes;
   record.reason = filtered.reason;
   record.verdict = filtered.verdict;
   record.would_deny = filtered.would_deny;

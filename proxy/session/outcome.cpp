@@ -10,8 +10,8 @@ void note_denial(DenialLog& denials, const AccessRecord& record, const IpAddress
   if (record.verdict == Verdict::deny || record.would_deny) {  // unknown sources under ""
     denials.record(record.sandbox,
                    Denial{std::chrono::system_clock::now(), destination, record.port, record.name,
-                          record.reason, record.rule, record.would_deny, record.src,
-                          record.sandbox, record.proto, record.qtype});
+                          record.reason, record.rule, record.would_deny, record.src, record.sandbox,
+                          record.proto, record.qtype});
   }
 }
 

@@ -86,8 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     abort();
 
   PacketPtr answer = parse_answer(upstream);
-  FilteredAnswer filtered = filter_answer(parsed.query, plan, answer.get(), policy, guard, options,
-                                          data[0] & 0x3f);
+  FilteredAnswer filtered =
+      filter_answer(parsed.query, plan, answer.get(), policy, guard, options, data[0] & 0x3f);
   for (const RrPtr& rr : filtered.answers) {
     if (auto address = record_address(rr.get())) {
       if (!guard.covering(*address).empty()) abort();

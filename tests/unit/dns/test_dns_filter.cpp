@@ -76,7 +76,9 @@ std::vector<std::string> texts(const FilteredAnswer& answer) {
 
 }  // namespace
 
-TEST_CASE("DNS messages: queries are read with ldns; responses, short and odd messages are not answered") {
+TEST_CASE(
+    "DNS messages: queries are read with ldns; responses, short and odd messages are not "
+    "answered") {
   ParsedQuery q = parsed("API.GitHub.com.", LDNS_RR_TYPE_A);
   REQUIRE(q.shape == QueryShape::ok);
   CHECK(q.query.name == "api.github.com");
@@ -94,10 +96,12 @@ TEST_CASE("DNS messages: queries are read with ldns; responses, short and odd me
   CHECK(parse_query(loop).shape == QueryShape::malformed);
   CHECK(parse_query(loop).query.id == 7);
   CHECK(parsed("a.example.", LDNS_RR_TYPE_AXFR).shape == QueryShape::malformed);
-  std::vector<uint8_t> two = {0, 7, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1, 1, 'b', 0, 0, 1, 0, 1};
+  std::vector<uint8_t> two = {0,   7, 1, 0, 0, 2, 0, 0,   0, 0, 0, 0, 1,
+                              'a', 0, 0, 1, 0, 1, 1, 'b', 0, 0, 1, 0, 1};
   CHECK(parse_query(two).shape == QueryShape::malformed);
   // A label with a byte no pattern can name.
-  std::vector<uint8_t> odd = {0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', '.', 'b', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1};
+  std::vector<uint8_t> odd = {0,   7,   1,   0, 0,   1,   0,   0, 0, 0, 0, 0, 3,
+                              'a', '.', 'b', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1};
   ParsedQuery o = parse_query(odd);
   REQUIRE(o.shape == QueryShape::ok);
   CHECK_FALSE(o.query.name_is_ldh);
@@ -114,23 +118,26 @@ TEST_CASE("DNS plan: only what the policy could let through goes upstream") {
   auto names_only = policy({"*.github.com"});
   DnsFilterOptions options;
 
-  QueryPlan allowed = plan_query(parsed("api.github.com.", LDNS_RR_TYPE_A), p.get(), Verdict::deny, options);
+  QueryPlan allowed =
+      plan_query(parsed("api.github.com.", LDNS_RR_TYPE_A), p.get(), Verdict::deny, options);
   CHECK(allowed.action == QueryPlan::Action::ask);
   CHECK(allowed.name_allowed);
   CHECK(allowed.reason == Reason::allowed_domain);
   CHECK(allowed.rule == "*.github.com");
 
   // Denied name, sandbox with an address allow: A/AAAA may go up (filtered), others may not.
-  QueryPlan filtered = plan_query(parsed("gist.github.com.", LDNS_RR_TYPE_A), p.get(), Verdict::deny, options);
+  QueryPlan filtered =
+      plan_query(parsed("gist.github.com.", LDNS_RR_TYPE_A), p.get(), Verdict::deny, options);
   CHECK(filtered.action == QueryPlan::Action::ask);
   CHECK_FALSE(filtered.name_allowed);
   CHECK(filtered.reason == Reason::denied_domain);
-  QueryPlan txt = plan_query(parsed("gist.github.com.", LDNS_RR_TYPE_TXT), p.get(), Verdict::deny, options);
+  QueryPlan txt =
+      plan_query(parsed("gist.github.com.", LDNS_RR_TYPE_TXT), p.get(), Verdict::deny, options);
   CHECK(txt.action == QueryPlan::Action::reply);
 
   // No address rule: a denied name is answered here, REFUSED or NXDOMAIN, with the query's id.
-  QueryPlan refused = plan_query(parsed("c2VjcmV0.attacker.example.", LDNS_RR_TYPE_A), names_only.get(),
-                                 Verdict::deny, options);
+  QueryPlan refused = plan_query(parsed("c2VjcmV0.attacker.example.", LDNS_RR_TYPE_A),
+                                 names_only.get(), Verdict::deny, options);
   REQUIRE(refused.action == QueryPlan::Action::reply);
   CHECK(refused.reason == Reason::default_deny);
   PacketPtr answer = parse_answer(refused.reply);
@@ -145,11 +152,13 @@ TEST_CASE("DNS plan: only what the policy could let through goes upstream") {
   CHECK(ldns_pkt_get_rcode(answer.get()) == LDNS_RCODE_NXDOMAIN);
 
   // Unknown sources, audit mode, malformed queries.
-  QueryPlan unknown = plan_query(parsed("api.github.com.", LDNS_RR_TYPE_A), nullptr, Verdict::deny, options);
+  QueryPlan unknown =
+      plan_query(parsed("api.github.com.", LDNS_RR_TYPE_A), nullptr, Verdict::deny, options);
   CHECK(unknown.action == QueryPlan::Action::reply);
   CHECK(unknown.reason == Reason::unknown_source);
   auto audit = policy({"pypi.org"}, {}, Mode::audit);
-  QueryPlan audited = plan_query(parsed("api.github.com.", LDNS_RR_TYPE_TXT), audit.get(), Verdict::deny, options);
+  QueryPlan audited =
+      plan_query(parsed("api.github.com.", LDNS_RR_TYPE_TXT), audit.get(), Verdict::deny, options);
   CHECK(audited.action == QueryPlan::Action::ask);
   CHECK(audited.reason == Reason::audit_allow);
   CHECK(audited.would_deny == Reason::default_deny);
@@ -160,7 +169,8 @@ TEST_CASE("DNS plan: only what the policy could let through goes upstream") {
 
   // "*:22" is a name rule for every name: ports are ignored for DNS.
   auto any = policy({"*:22"});
-  CHECK(plan_query(parsed("anything.example.", LDNS_RR_TYPE_A), any.get(), Verdict::deny, options).name_allowed);
+  CHECK(plan_query(parsed("anything.example.", LDNS_RR_TYPE_A), any.get(), Verdict::deny, options)
+            .name_allowed);
 }
 
 TEST_CASE("DNS filter: guard, CNAME chains, address rules, ECH, TTLs and truncation") {
@@ -178,8 +188,10 @@ TEST_CASE("DNS filter: guard, CNAME chains, address rules, ECH, TTLs and truncat
     CHECK(a.addresses == std::vector<IpAddress>{ip("198.18.0.10"), ip("203.0.113.5")});
     CHECK(a.address_ttl == 40);
     CHECK(texts(a)[0] == "api.github.com.\t40\tIN\tA\t198.18.0.10");
-    auto all_guarded = upstream({"api.github.com. 60 IN A 10.200.1.2", "api.github.com. 60 IN A 127.0.0.1"});
-    FilteredAnswer none = filter_answer(q.query, plan, all_guarded.get(), p.get(), guard(), options);
+    auto all_guarded =
+        upstream({"api.github.com. 60 IN A 10.200.1.2", "api.github.com. 60 IN A 127.0.0.1"});
+    FilteredAnswer none =
+        filter_answer(q.query, plan, all_guarded.get(), p.get(), guard(), options);
     CHECK(none.verdict == Verdict::deny);
     CHECK(none.rcode == LDNS_RCODE_REFUSED);
     CHECK(none.answers.empty());
@@ -191,41 +203,50 @@ TEST_CASE("DNS filter: guard, CNAME chains, address rules, ECH, TTLs and truncat
     CHECK(a.reason == Reason::allowed_domain);
     CHECK(a.rcode == LDNS_RCODE_NOERROR);
     auto nx = upstream({}, LDNS_RCODE_NXDOMAIN);
-    CHECK(filter_answer(q.query, plan, nx.get(), p.get(), guard(), options).rcode == LDNS_RCODE_NXDOMAIN);
+    CHECK(filter_answer(q.query, plan, nx.get(), p.get(), guard(), options).rcode ==
+          LDNS_RCODE_NXDOMAIN);
     auto fail = upstream({}, LDNS_RCODE_SERVFAIL);
-    CHECK(filter_answer(q.query, plan, fail.get(), p.get(), guard(), options).reason == Reason::upstream_failure);
-    CHECK(filter_answer(q.query, plan, nullptr, p.get(), guard(), options).rcode == LDNS_RCODE_SERVFAIL);
+    CHECK(filter_answer(q.query, plan, fail.get(), p.get(), guard(), options).reason ==
+          Reason::upstream_failure);
+    CHECK(filter_answer(q.query, plan, nullptr, p.get(), guard(), options).rcode ==
+          LDNS_RCODE_SERVFAIL);
   }
   SUBCASE("CNAME chains: followed while allowed, cut at the first name that is not") {
-    auto allowed = upstream({"api.github.com. 60 IN CNAME lb.github.com.", "lb.github.com. 60 IN A 198.18.0.10"});
+    auto allowed = upstream(
+        {"api.github.com. 60 IN CNAME lb.github.com.", "lb.github.com. 60 IN A 198.18.0.10"});
     FilteredAnswer a = filter_answer(q.query, plan, allowed.get(), p.get(), guard(), options);
     CHECK(a.reason == Reason::allowed_domain);
     CHECK(a.answers.size() == 2);
-    auto cut = upstream({"api.github.com. 60 IN CNAME edge.cdn.example.", "edge.cdn.example. 60 IN A 203.0.113.9"});
+    auto cut = upstream(
+        {"api.github.com. 60 IN CNAME edge.cdn.example.", "edge.cdn.example. 60 IN A 203.0.113.9"});
     FilteredAnswer c = filter_answer(q.query, plan, cut.get(), p.get(), guard(), options);
     CHECK(c.reason == Reason::filtered_answer);
     CHECK(c.verdict == Verdict::deny);
     CHECK(c.answers.empty());
     // Past the cut, an address inside an allowed address rule still counts, as the last
     // allowed name's.
-    auto inside = upstream({"api.github.com. 60 IN CNAME edge.cdn.example.", "edge.cdn.example. 60 IN A 198.18.0.7"});
+    auto inside = upstream(
+        {"api.github.com. 60 IN CNAME edge.cdn.example.", "edge.cdn.example. 60 IN A 198.18.0.7"});
     FilteredAnswer i = filter_answer(q.query, plan, inside.get(), p.get(), guard(), options);
     CHECK(i.verdict == Verdict::allow);
     REQUIRE(texts(i).size() == 1);
     CHECK(texts(i)[0] == "api.github.com.\t60\tIN\tA\t198.18.0.7");
-    auto loop = upstream({"api.github.com. 60 IN CNAME lb.github.com.", "lb.github.com. 60 IN CNAME api.github.com."});
+    auto loop = upstream({"api.github.com. 60 IN CNAME lb.github.com.",
+                          "lb.github.com. 60 IN CNAME api.github.com."});
     CHECK(filter_answer(q.query, plan, loop.get(), p.get(), guard(), options).answers.size() == 2);
   }
   SUBCASE("a name the policy does not allow: only addresses inside allowed address rules") {
     ParsedQuery other = parsed("db.corp.example.", LDNS_RR_TYPE_A);
     QueryPlan other_plan = plan_query(other, p.get(), Verdict::deny, options);
-    auto up = upstream({"db.corp.example. 60 IN CNAME x.corp.example.", "x.corp.example. 60 IN A 198.18.0.11",
-                        "x.corp.example. 60 IN A 203.0.113.1", "x.corp.example. 60 IN TXT \"data\""});
+    auto up = upstream(
+        {"db.corp.example. 60 IN CNAME x.corp.example.", "x.corp.example. 60 IN A 198.18.0.11",
+         "x.corp.example. 60 IN A 203.0.113.1", "x.corp.example. 60 IN TXT \"data\""});
     FilteredAnswer a = filter_answer(other.query, other_plan, up.get(), p.get(), guard(), options);
     CHECK(a.reason == Reason::filtered_answer);
     CHECK(texts(a) == std::vector<std::string>{"db.corp.example.\t60\tIN\tA\t198.18.0.11"});
     auto outside = upstream({"db.corp.example. 60 IN A 203.0.113.1"});
-    FilteredAnswer b = filter_answer(other.query, other_plan, outside.get(), p.get(), guard(), options);
+    FilteredAnswer b =
+        filter_answer(other.query, other_plan, outside.get(), p.get(), guard(), options);
     CHECK(b.reason == Reason::default_deny);
     CHECK(b.rcode == LDNS_RCODE_REFUSED);
   }
@@ -252,7 +273,8 @@ TEST_CASE("DNS filter: guard, CNAME chains, address rules, ECH, TTLs and truncat
   }
   SUBCASE("too large for UDP: TC and no records") {
     std::vector<std::string> lines;
-    for (int i = 0; i < 60; ++i) lines.push_back("api.github.com. 60 IN A 198.18.0." + std::to_string(i + 1));
+    for (int i = 0; i < 60; ++i)
+      lines.push_back("api.github.com. 60 IN A 198.18.0." + std::to_string(i + 1));
     std::vector<const char*> raw;
     for (auto& line : lines) raw.push_back(line.c_str());
     auto up = upstream(raw);
@@ -272,7 +294,7 @@ TEST_CASE("DNS budget: a token bucket per sandbox and new names per registrable 
   auto now = DnsBudget::Clock::now();
   int taken = 0;
   for (int i = 0; i < 100; ++i) taken += budget.take_query("a", limits, now);
-  CHECK(taken == 20);  // the burst
+  CHECK(taken == 20);                          // the burst
   CHECK(budget.take_query("b", limits, now));  // another sandbox has its own
   CHECK_FALSE(budget.take_query("a", limits, now + 50ms));
   CHECK(budget.take_query("a", limits, now + 150ms));  // 10/s refills one in 100 ms
@@ -280,9 +302,9 @@ TEST_CASE("DNS budget: a token bucket per sandbox and new names per registrable 
   for (int i = 0; i < 5; ++i)
     CHECK(budget.admit_name("a", "x" + std::to_string(i) + ".tunnel.co.uk", limits, now));
   CHECK_FALSE(budget.admit_name("a", "x9.tunnel.co.uk", limits, now));
-  CHECK(budget.admit_name("a", "x1.tunnel.co.uk", limits, now));  // seen: not new
-  CHECK(budget.admit_name("a", "x9.other.co.uk", limits, now));   // another domain
-  CHECK(budget.admit_name("b", "x9.tunnel.co.uk", limits, now));  // another sandbox
+  CHECK(budget.admit_name("a", "x1.tunnel.co.uk", limits, now));        // seen: not new
+  CHECK(budget.admit_name("a", "x9.other.co.uk", limits, now));         // another domain
+  CHECK(budget.admit_name("b", "x9.tunnel.co.uk", limits, now));        // another sandbox
   CHECK(budget.admit_name("a", "x9.tunnel.co.uk", limits, now + 61s));  // the next minute
   CHECK(registrable_domain("x1.tunnel.example.co.uk") == "example.co.uk");
   CHECK(registrable_domain("a.b.github.com") == "github.com");
