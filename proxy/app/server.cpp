@@ -113,6 +113,13 @@ int run_server(Config config) {
     generations.push_back(s.generation);
     origins.push_back(config.state_dir + "/sandboxes/" + s.spec.id + ".json");
   }
+  shared.store.set_gateways(gateway_names(config));
+  for (const auto& [name, gateway] : config.gateways) {
+    shared.metrics.declare_gateway(name);
+    log_line("gateway " + name + ":" + (gateway.v4 ? " source " + gateway.v4->to_string() : "") +
+             (gateway.v6 ? " source " + gateway.v6->to_string() : "") +
+             (gateway.mark ? " mark " + std::to_string(*gateway.mark) : ""));
+  }
   if (auto error = shared.store.replace_all(merged, generations)) {
     const std::string& field = error->error.field;  // "sandboxes[3].sources[0]"
     size_t index = std::stoul(field.substr(field.find('[') + 1));

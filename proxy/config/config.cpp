@@ -55,7 +55,10 @@ class Loader {
     auto text = scalar(node, where);
     if (!text) return;
     uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    // Decimal, or hexadecimal with 0x (marks are usually written so).
+    bool hex = text->size() > 2 && (*text)[0] == '0' && ((*text)[1] == 'x' || (*text)[1] == 'X');
+    const char* begin = text->data() + (hex ? 2 : 0);
+    auto [end, ec] = std::from_chars(begin, text->data() + text->size(), value, hex ? 16 : 10);
     if (ec != std::errc() || end != text->data() + text->size() || value < min || value > max) {
       error(node.Mark(),
             where + ": expected an integer " + std::to_string(min) + "-" + std::to_string(max));
@@ -130,7 +133,12 @@ class Loader {
              {{"enforce", Mode::enforce}, {"audit", Mode::audit}});
     }
     if (const YAML::Node egress = node["egress"]) {
-      if (expect_map(egress, where + ".egress", {"default", "allow", "deny"})) {
+      if (expect_map(egress, where + ".egress", {"default", "allow", "deny", "gateway"})) {
+        if (egress["gateway"]) {
+          if (auto gateway = scalar(egress["gateway"], where + ".egress.gateway"))
+            spec.gateway = *gateway;
+          marks["egress.gateway"] = egress["gateway"].Mark();
+        }
         if (egress["default"]) {
           choice(egress["default"], where + ".egress.default", spec.default_verdict,
                  {{"allow", Verdict::allow}, {"deny", Verdict::deny}});
@@ -221,7 +229,7 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   if (!loader.expect_map(
           root, "",
           {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns", "dns_filter",
-           "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
+           "gateways", "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -363,6 +371,54 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
       }
     }
   }
+  if (const YAML::Node gateways = root["gateways"]) {
+    if (!gateways.IsMap()) {
+      loader.error(gateways.Mark(), "gateways: expected a mapping of names to gateways");
+    } else {
+      for (const auto& entry : gateways) {
+        auto name = loader.scalar(entry.first, "gateways");
+        if (!name) continue;
+        std::string where = "gateways." + *name;
+        if (auto problem = gateway_name_error(*name)) {
+          loader.error(entry.first.Mark(), where + ": " + *problem);
+          continue;
+        }
+        GatewayConfig gateway;
+        const YAML::Node& node = entry.second;
+        if (!loader.expect_map(node, where, {"source", "mark"})) continue;
+        if (node["source"]) {
+          std::vector<std::string> sources;
+          loader.strings(node["source"], where + ".source", sources);
+          for (size_t i = 0; i < sources.size(); ++i) {
+            auto address = IpAddress::parse(sources[i]);
+            std::string field = where + ".source[" + std::to_string(i) + "]";
+            if (!address) {
+              loader.error(node["source"][i].Mark(),
+                           field + ": \"" + sources[i] + "\" is not an IP address");
+              continue;
+            }
+            IpAddress plain = address->unmapped();
+            auto& slot = plain.family == Family::v4 ? gateway.v4 : gateway.v6;
+            if (slot) {
+              loader.error(node["source"][i].Mark(),
+                           field + ": a second " + (plain.family == Family::v4 ? "IPv4" : "IPv6") +
+                               " address (one of each family)");
+              continue;
+            }
+            slot = plain;
+          }
+        }
+        if (node["mark"]) {
+          uint32_t mark = 0;
+          loader.number(node["mark"], where + ".mark", mark, 1, UINT32_MAX);
+          if (mark) gateway.mark = mark;
+        }
+        if (!node["source"] && !node["mark"])
+          loader.error(node.Mark(), where + ": needs a source address or a mark");
+        config.gateways[*name] = gateway;
+      }
+    }
+  }
   if (const YAML::Node guard = root["guard"];
       guard && loader.expect_map(guard, "guard", {"deny", "allow"})) {
     if (guard["deny"]) loader.strings(guard["deny"], "guard.deny", config.guard_deny);
@@ -396,8 +452,10 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     }
   }
   if (!loader.errors.empty()) return loader.errors;
-  // Compile every sandbox together, as the store would: rules, sources, overlaps, duplicates.
+  // Compile every sandbox together, as the store would: rules, sources, overlaps, duplicates,
+  // gateways.
   PolicyStore store;
+  store.set_gateways(gateway_names(config));
   if (auto error = store.replace_all(config.sandboxes)) {
     const std::string& field = error->error.field;  // "sandboxes[3].egress.allow[2]"
     size_t index = std::stoul(field.substr(field.find('[') + 1));
@@ -411,6 +469,22 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
 }
 
 }  // namespace
+
+std::optional<std::string> gateway_name_error(std::string_view name) {
+  if (name.empty() || name.size() > 63) return "a gateway name has 1 to 63 characters";
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_' || c == '.'))
+      return "a gateway name has letters, digits, '-', '_' and '.' only";
+  }
+  return std::nullopt;
+}
+
+std::set<std::string> gateway_names(const Config& config) {
+  std::set<std::string> names;
+  for (const auto& [name, gateway] : config.gateways) names.insert(name);
+  return names;
+}
 
 std::variant<Config, std::vector<std::string>> load_config(const std::string& path) {
   std::ifstream in(path);

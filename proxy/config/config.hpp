@@ -2,7 +2,9 @@
 // The configuration file (DESIGN.md "Configuration file"), loaded with yaml-cpp. Unknown keys
 // are errors; every error carries file:line:col.
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -11,6 +13,14 @@
 #include "policy/sandbox_policy.hpp"
 
 namespace egressd {
+
+// DESIGN.md "Dedicated egress addresses": upstream sockets bind to the source of the
+// destination's family (IP_FREEBIND), and/or carry SO_MARK for the host's policy routing.
+struct GatewayConfig {
+  std::optional<IpAddress> v4;
+  std::optional<IpAddress> v6;
+  std::optional<uint32_t> mark;
+};
 
 struct Config {
   std::string path;
@@ -52,6 +62,7 @@ struct Config {
     unsigned burst = 200;
     unsigned new_names_per_minute = 300;
   } dns_filter;
+  std::map<std::string, GatewayConfig> gateways;
   std::vector<std::string> guard_deny;   // added to Guard::floor()
   std::vector<std::string> guard_allow;  // floor entries lifted on purpose
   Verdict unknown_source = Verdict::deny;
@@ -65,6 +76,10 @@ struct Config {
 std::variant<Config, std::vector<std::string>> load_config(const std::string& path);
 std::variant<Config, std::vector<std::string>> load_config_text(const std::string& text,
                                                                 const std::string& name);
+
+// Why `name` cannot name a gateway, or nothing.
+std::optional<std::string> gateway_name_error(std::string_view name);
+std::set<std::string> gateway_names(const Config& config);
 
 // Parses "1.2.3.4:80" / "[::1]:80" listen addresses.
 struct HostPort {

@@ -34,6 +34,7 @@ std::shared_ptr<const Settings> Settings::from(const Config& config) {
   settings->dns_queries_per_second = config.dns_filter.queries_per_second;
   settings->dns_burst = config.dns_filter.burst;
   settings->dns_new_names_per_minute = config.dns_filter.new_names_per_minute;
+  settings->gateways = config.gateways;
   return settings;
 }
 

@@ -32,6 +32,7 @@ struct Settings {
   unsigned dns_queries_per_second = 50;
   unsigned dns_burst = 200;
   unsigned dns_new_names_per_minute = 300;
+  std::map<std::string, GatewayConfig> gateways;  // egress.gateway names one of these
 
   // From a loaded (so validated) configuration; limits.max_connections 0 becomes a share of
   // RLIMIT_NOFILE.

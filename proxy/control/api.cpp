@@ -147,7 +147,11 @@ std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
   before->for_each([&](const Sandbox& sandbox) {
     if (state_.has(sandbox.id)) merged.push_back(spec_of(sandbox));
   });
+  // The fresh file's gateways judge the merged set; a refused reload keeps the old ones.
+  auto gateways_before = ctx_.store.gateways();
+  ctx_.store.set_gateways(gateway_names(fresh));
   if (auto problem = ctx_.store.replace_all(merged)) {
+    ctx_.store.set_gateways(*gateways_before);
     ctx_.metrics.policy_update(false);
     return problem;
   }

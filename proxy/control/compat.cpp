@@ -412,6 +412,39 @@ const CompatPlatform& blaxel_platform() {
         }
         lists[l] = *list;
       }
+      // spec.network.egress {mode: "dedicated", gateway: NAME}: every connection leaves through
+      // that gateway; another mode (or {}) leaves through the host's default address; absent:
+      // unchanged. Per-destination policies are "not yet supported" by Blaxel: refused.
+      if (const json* egress = object_at(network, "egress")) {
+        if (!egress->is_object()) return error(400, "spec.network.egress must be an object");
+        for (const auto& [key, value] : egress->items()) {
+          if (key != "mode" && key != "gateway" && key != "policies")
+            return error(400, "spec.network.egress." + key + ": unknown field");
+        }
+        if (egress->contains("policies") && !(*egress)["policies"].is_null() &&
+            !((*egress)["policies"].is_array() && (*egress)["policies"].empty()))
+          return error(400,
+                       "spec.network.egress.policies: per-destination policies are not supported");
+        std::string mode = "dedicated";
+        if (egress->contains("mode") && !(*egress)["mode"].is_null()) {
+          if (!(*egress)["mode"].is_string())
+            return error(400, "spec.network.egress.mode must be a string");
+          mode = (*egress)["mode"].get<std::string>();
+        }
+        const json* gateway = object_at(*egress, "gateway");
+        if (gateway && !gateway->is_string())
+          return error(400, "spec.network.egress.gateway must be a string");
+        if (mode == "dedicated") {
+          if (!gateway || gateway->get<std::string>().empty())
+            return error(400, "spec.network.egress.gateway: required with mode \"dedicated\"");
+          spec.gateway = gateway->get<std::string>();
+        } else if (mode == "shared") {
+          spec.gateway.clear();
+        } else {
+          return error(
+              400, "spec.network.egress.mode: \"" + mode + "\" is not \"dedicated\" or \"shared\"");
+        }
+      }
       if (!lists[0].empty()) {
         spec.default_verdict = Verdict::deny;
         spec.allow = lists[0];
@@ -426,6 +459,16 @@ const CompatPlatform& blaxel_platform() {
     p.answer = [](const json& body, const SandboxSpec&, const Sandbox& now) {
       json answer = body;
       answer["metadata"]["name"] = now.id;
+      // The egress as stored (a gateway set earlier comes back too).
+      if (answer.contains("spec") && answer["spec"].is_object() &&
+          answer["spec"].contains("network") && answer["spec"]["network"].is_object()) {
+        const std::string& gateway = now.policy->gateway();
+        if (!gateway.empty()) {
+          answer["spec"]["network"]["egress"] = {{"mode", "dedicated"}, {"gateway", gateway}};
+        } else if (answer["spec"]["network"].contains("egress")) {
+          answer["spec"]["network"]["egress"] = {{"mode", "shared"}};
+        }
+      }
       answer["status"] = "DEPLOYED";
       return reply(200, answer);
     };

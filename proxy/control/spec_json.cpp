@@ -49,6 +49,14 @@ std::variant<SandboxSpec, FieldError> spec_from_json(const std::string& id,
           if (auto error = string_list(egress_value, field, spec.allow)) return *error;
         } else if (egress_key == "deny") {
           if (auto error = string_list(egress_value, field, spec.deny)) return *error;
+        } else if (egress_key == "gateway") {
+          if (egress_value.is_null()) {
+            spec.gateway.clear();
+          } else if (!egress_value.is_string() || egress_value.get<std::string>().empty()) {
+            return FieldError{field, "expected a gateway name (a string) or null"};
+          } else {
+            spec.gateway = egress_value.get<std::string>();
+          }
         } else if (egress_key == "names_bypass_address_denies") {
           if (!egress_value.is_boolean()) return FieldError{field, "expected true or false"};
           spec.names_bypass_address_denies = egress_value.get<bool>();
@@ -75,6 +83,7 @@ nlohmann::json spec_to_json(const SandboxSpec& spec) {
        {{"default", to_string(spec.default_verdict)}, {"allow", spec.allow}, {"deny", spec.deny}}},
       {"mode", to_string(spec.mode)}};
   if (spec.names_bypass_address_denies) body["egress"]["names_bypass_address_denies"] = true;
+  if (!spec.gateway.empty()) body["egress"]["gateway"] = spec.gateway;
   return body;
 }
 

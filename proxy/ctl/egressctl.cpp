@@ -21,13 +21,15 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
   list                            sandboxes
   get ID                          one sandbox's policy
   set ID [--file F] [--source S]... [--allow RULE]... [--deny RULE]...
-         [--default allow|deny] [--mode enforce|audit] [--if-match GENERATION]
+         [--default allow|deny] [--mode enforce|audit] [--gateway NAME]
+         [--if-match GENERATION]
                                   replace a sandbox's policy (F: YAML or JSON with
                                   sources/egress/mode; flags add to or override it)
   delete ID                       remove a sandbox (its connections are closed)
   check ID [--host NAME] [--ip ADDR] --port N
-  check ID --host NAME --qtype A [--ip ADDR]   what the DNS filter answers
                                   explain what egressd would decide
+  check ID --host NAME --qtype A [--ip ADDR]
+                                  what the DNS filter would answer
   conns [ID]                      live connections (without ID: host-wide)
   denials [ID]                    recent refusals (without ID: host-wide, unknown sources too)
 Default socket: /run/egressd/control.sock (or $EGRESSD_SOCKET).
@@ -122,7 +124,8 @@ void print_sandbox(const json& s) {
             << "sources:    " << join(s["sources"]) << "\n"
             << "default:    " << text_of(s["egress"]["default"]) << "\n"
             << "allow:      " << join(s["egress"]["allow"]) << "\n"
-            << "deny:       " << join(s["egress"]["deny"]) << "\n";
+            << "deny:       " << join(s["egress"]["deny"]) << "\n"
+            << "gateway:    " << text_of(s["egress"].value("gateway", json())) << "\n";
 }
 
 json yaml_to_json(const YAML::Node& node) {
@@ -149,7 +152,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   std::vector<std::string> positional;
   std::vector<std::string> sources, allow, deny;
-  std::optional<std::string> file, default_verdict, mode, host, ip, port, qtype, if_match;
+  std::optional<std::string> file, default_verdict, mode, host, ip, port, qtype, gateway, if_match;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -184,6 +187,8 @@ int main(int argc, char** argv) {
       ip = value();
     } else if (a == "--port") {
       port = value();
+    } else if (a == "--gateway") {
+      gateway = value();
     } else if (a == "--qtype") {
       qtype = value();
     } else if (a == "--if-match") {
@@ -266,6 +271,7 @@ int main(int argc, char** argv) {
     for (const auto& r : allow) spec["egress"]["allow"].push_back(r);
     for (const auto& r : deny) spec["egress"]["deny"].push_back(r);
     if (default_verdict) spec["egress"]["default"] = *default_verdict;
+    if (gateway) spec["egress"]["gateway"] = *gateway;
     if (mode) spec["mode"] = *mode;
     body = spec.dump();
   } else {

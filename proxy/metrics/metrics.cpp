@@ -43,6 +43,11 @@ Metrics::Metrics() {
            .Register(*registry_)
            .Add({}, prometheus::Histogram::BucketBoundaries{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
                                                             1e-3, 5e-3, 2.5e-2, 0.1, 0.5, 2.5});
+  gateway_connections_ =
+      &prometheus::BuildCounter()
+           .Name("egressd_gateway_connections_total")
+           .Help("Relayed connections that left through a dedicated egress gateway")
+           .Register(*registry_);
   auto& active = prometheus::BuildGauge()
                      .Name("egressd_connections_active")
                      .Help("Live connections by phase")
@@ -134,6 +139,14 @@ void Metrics::dns_request(Verdict verdict, Reason reason, double seconds) {
   if (auto* counter = dns_requests_[static_cast<size_t>(verdict)][static_cast<size_t>(reason)])
     counter->Increment();
   dns_request_seconds_->Observe(seconds);
+}
+
+void Metrics::declare_gateway(const std::string& gateway) {
+  gateway_connections_->Add({{"gateway", gateway}});
+}
+
+void Metrics::gateway_connection(const std::string& gateway) {
+  gateway_connections_->Add({{"gateway", gateway}}).Increment();
 }
 
 }  // namespace egressd

@@ -42,6 +42,10 @@ class Metrics {
   // One answered (or dropped) DNS filter query: egressd_dns_requests_total{verdict,reason} and
   // egressd_dns_request_duration_seconds.
   void dns_request(Verdict verdict, Reason reason, double seconds);
+  // egressd_gateway_connections_total{gateway}: connections that left through a gateway
+  // (gateways are few and named by the operator, so a label is fine).
+  void gateway_connection(const std::string& gateway);
+  void declare_gateway(const std::string& gateway);  // its series at 0 from the start
 
  private:
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
@@ -61,6 +65,7 @@ class Metrics {
   std::array<std::array<prometheus::Counter*, std::tuple_size_v<decltype(kAllReasons)>>, 2>
       dns_requests_{};
   prometheus::Histogram* dns_request_seconds_ = nullptr;
+  prometheus::Family<prometheus::Counter>* gateway_connections_ = nullptr;
 };
 
 }  // namespace egressd

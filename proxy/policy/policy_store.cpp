@@ -69,7 +69,7 @@ std::shared_ptr<const StoreSnapshot> PolicyStore::snapshot() const {
 }
 
 std::variant<std::shared_ptr<Sandbox>, PolicyStore::PutError> PolicyStore::build(
-    const SandboxSpec& spec) {
+    const SandboxSpec& spec) const {
   auto invalid = [](std::string field, std::string message) {
     return PutError{PutError::Kind::invalid, FieldError{std::move(field), std::move(message)}};
   };
@@ -92,6 +92,15 @@ std::variant<std::shared_ptr<Sandbox>, PolicyStore::PutError> PolicyStore::build
     }
     sandbox->sources.push_back(std::get<IpPrefix>(prefix));
     sandbox->source_texts.push_back(spec.sources[i]);
+  }
+  if (!spec.gateway.empty()) {
+    std::shared_ptr<const std::set<std::string>> known = gateways();
+    if (!known->count(spec.gateway)) {
+      std::string names;
+      for (const std::string& name : *known) names += (names.empty() ? "" : ", ") + name;
+      return invalid("egress.gateway", "unknown gateway \"" + spec.gateway + "\" (configured: " +
+                                           (names.empty() ? "none" : names) + ")");
+    }
   }
   auto policy = CompiledPolicy::compile(spec);
   if (auto* error = std::get_if<FieldError>(&policy)) {
@@ -197,6 +206,16 @@ void PolicyStore::publish(std::shared_ptr<const StoreSnapshot> next) {
   version_.fetch_add(1, std::memory_order_release);
 }
 
+void PolicyStore::set_gateways(std::set<std::string> names) {
+  std::lock_guard lock(gateways_mutex_);
+  gateways_ = std::make_shared<const std::set<std::string>>(std::move(names));
+}
+
+std::shared_ptr<const std::set<std::string>> PolicyStore::gateways() const {
+  std::lock_guard lock(gateways_mutex_);
+  return gateways_;
+}
+
 SandboxSpec spec_of(const Sandbox& sandbox) {
   SandboxSpec spec;
   spec.id = sandbox.id;
@@ -206,13 +225,14 @@ SandboxSpec spec_of(const Sandbox& sandbox) {
   spec.deny = sandbox.policy->rule_texts(false);
   spec.mode = sandbox.policy->mode();
   spec.names_bypass_address_denies = sandbox.policy->names_bypass_address_denies();
+  spec.gateway = sandbox.policy->gateway();
   return spec;
 }
 
 bool same_spec(const SandboxSpec& a, const SandboxSpec& b) {
   return a.id == b.id && a.sources == b.sources && a.default_verdict == b.default_verdict &&
          a.allow == b.allow && a.deny == b.deny && a.mode == b.mode &&
-         a.names_bypass_address_denies == b.names_bypass_address_denies;
+         a.names_bypass_address_denies == b.names_bypass_address_denies && a.gateway == b.gateway;
 }
 
 std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore::put(

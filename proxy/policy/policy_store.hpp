@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -86,6 +87,11 @@ class PolicyStore {
                                       const std::vector<std::optional<uint64_t>>& restored = {});
   bool remove(std::string_view id);
 
+  // The gateway names a sandbox's egress.gateway may name (the configuration's `gateways`);
+  // a spec naming another is invalid. Set before the sandboxes that use them.
+  void set_gateways(std::set<std::string> names);
+  std::shared_ptr<const std::set<std::string>> gateways() const;
+
   std::shared_ptr<const StoreSnapshot> snapshot() const;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
@@ -96,7 +102,7 @@ class PolicyStore {
   };
   using SourceKey = std::pair<uint8_t, uint128>;  // (family, first address)
 
-  static std::variant<std::shared_ptr<Sandbox>, PutError> build(const SandboxSpec& spec);
+  std::variant<std::shared_ptr<Sandbox>, PutError> build(const SandboxSpec& spec) const;
   static std::shared_ptr<StoreSnapshot> empty_snapshot();
   std::optional<PutError> check_sources(const Sandbox& sandbox) const;
   void unindex(StoreSnapshot& next, const Sandbox& old);
@@ -109,6 +115,9 @@ class PolicyStore {
   std::map<SourceKey, SourceOwner> owners_;       // writer-side, for overlap checks
   uint64_t next_generation_ = 1;
   std::atomic<uint64_t> version_{0};
+  mutable std::mutex gateways_mutex_;
+  std::shared_ptr<const std::set<std::string>> gateways_ =
+      std::make_shared<std::set<std::string>>();
 };
 
 // Per-thread cache of the current snapshot: one atomic load per call when nothing changed.

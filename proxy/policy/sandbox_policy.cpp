@@ -14,6 +14,7 @@ std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::
   policy->default_verdict_ = spec.default_verdict;
   policy->mode_ = spec.mode;
   policy->names_bypass_address_denies_ = spec.names_bypass_address_denies;
+  policy->gateway_ = spec.gateway;
   size_t text_bytes = 0;
   for (const auto& text : spec.allow) text_bytes += text.size();
   for (const auto& text : spec.deny) text_bytes += text.size();

@@ -30,6 +30,9 @@ struct SandboxSpec {
   // E2B's documented meaning: an allowed domain beats denyOut, so address denies judge only
   // the fast path and literal destinations, not the addresses dialled for an allowed name.
   bool names_bypass_address_denies = false;
+  // DESIGN.md "Dedicated egress addresses": the gateway (a name in the configuration's
+  // `gateways`) every relayed connection of this sandbox leaves through; empty: the default.
+  std::string gateway;
 };
 
 // A validation error with the field it is about ("egress.allow[2]") and why.
@@ -72,6 +75,7 @@ class CompiledPolicy {
 
   Verdict default_verdict() const { return default_verdict_; }
   bool names_bypass_address_denies() const { return names_bypass_address_denies_; }
+  const std::string& gateway() const { return gateway_; }
   Mode mode() const { return mode_; }
   std::vector<std::string> rule_texts(bool allow) const;
   size_t memory_bytes() const;
@@ -93,6 +97,7 @@ class CompiledPolicy {
   Mode mode_ = Mode::enforce;
   bool names_bypass_address_denies_ = false;
   bool has_address_allows_ = false;
+  std::string gateway_;
   std::string texts_;
   std::vector<RuleRecord> rules_;
   std::vector<uint32_t> any_name_rules_;  // "*" and "*:PORTS"

@@ -94,6 +94,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> http_client_side(HttpExchange& exchange);
   asio::awaitable<void> http_server_side(HttpExchange& exchange);
   asio::awaitable<bool> connect_upstream();
+  // Dedicated egress: binds/marks the upstream socket as the sandbox's gateway says.
+  asio::error_code apply_gateway(const tcp::endpoint& target);
   asio::awaitable<std::optional<Reason>> verify_destination(bool may_redirect);
   asio::awaitable<void> pass_through_audited(std::span<const uint8_t> pending);
   void start_relay();
@@ -124,6 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<Reason> would_deny_;  // audit mode: the first refusal that was let through
   uint64_t bytes_up_ = 0, bytes_down_ = 0;
   bool ech_ = false;
+  std::string via_;  // the gateway the connection left through
   bool finished_ = false;
   std::optional<Reason> aborted_;
   std::optional<Deadline> upstream_finish_deadline_;

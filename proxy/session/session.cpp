@@ -3,6 +3,10 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <set>
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -79,6 +83,7 @@ void Session::finish(Reason reason) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
           .count();
   record.ech = ech_;
+  record.via = via_;
   if (reason == Reason::audit_allow) record.would_deny = would_deny_;
   if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
   ctx_.outcomes.finished(record, destination_);
@@ -215,6 +220,7 @@ asio::awaitable<bool> Session::connect_upstream() {
   asio::error_code error;
   upstream_.open(target.protocol(), error);
   if (!error) upstream_.non_blocking(true, error);
+  if (!error && sandbox_ && !sandbox_->policy->gateway().empty()) error = apply_gateway(target);
   if (!error) {
     // connect(2) by hand: Asio's async_connect polls the descriptor once more before reading
     // SO_ERROR; here readiness for writing is enough.
@@ -241,7 +247,61 @@ asio::awaitable<bool> Session::connect_upstream() {
     finish(aborted_.value_or(Reason::connect_failed));
     co_return false;
   }
+  if (!via_.empty()) ctx_.metrics.gateway_connection(via_);
   co_return true;
+}
+
+namespace {
+
+// One line per gateway and problem, so a misconfigured gateway is said once, not per connection.
+void log_gateway_problem(const std::string& gateway, const std::string& problem) {
+  static std::mutex mutex;
+  static std::set<std::string> said;
+  std::lock_guard lock(mutex);
+  if (said.size() < 1024 && said.insert(gateway + "\n" + problem).second)
+    std::cerr << "egressd: gateway " << gateway << " " << problem << std::endl;
+}
+
+}  // namespace
+
+asio::error_code Session::apply_gateway(const tcp::endpoint& target) {
+  const std::string& name = sandbox_->policy->gateway();
+  via_ = name;
+  auto failed = [&](const std::string& problem, int code) {
+    log_gateway_problem(name, problem);
+    return asio::error_code(code, asio::system_category());
+  };
+  auto found = settings_->gateways.find(name);
+  if (found == settings_->gateways.end())
+    return failed("is not configured: connections through it fail (connect_failed)", EINVAL);
+  const GatewayConfig& gateway = found->second;
+  int fd = upstream_.native_handle();
+  if (gateway.mark) {
+    uint32_t mark = *gateway.mark;
+    if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0)
+      return failed(std::string("cannot set SO_MARK: ") + std::strerror(errno), errno);
+  }
+  bool v6 = target.address().is_v6();
+  const std::optional<IpAddress>& source = v6 ? gateway.v6 : gateway.v4;
+  if (!source) {
+    if (gateway.v4 || gateway.v6) {  // never a silent fallback to the host's default address
+      return failed(std::string("has no ") + (v6 ? "IPv6" : "IPv4") +
+                        " source address: its sandboxes' connections to " + (v6 ? "IPv6" : "IPv4") +
+                        " destinations fail (connect_failed)",
+                    EADDRNOTAVAIL);
+    }
+    return {};  // a mark-only gateway
+  }
+  int one = 1;
+  // IP_FREEBIND: the address may be configured after egressd starts; IP_BIND_ADDRESS_NO_PORT:
+  // the port is chosen at connect, per destination, so binding costs no ephemeral ports.
+  ::setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof(one));
+  ::setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+  asio::error_code error;
+  upstream_.bind(tcp::endpoint(to_asio(*source), 0), error);
+  if (error)
+    return failed("cannot bind " + source->to_string() + ": " + error.message(), error.value());
+  return {};
 }
 
 // TLS and fast-path connections are relayed by two callback-driven splice directions: the

@@ -144,6 +144,10 @@ state_dir: {RUN}/state
 timeouts: {{ peek_ms: 1500, connect_ms: 2000 }}
 dns: {{ servers: ["198.18.0.53"], verify: VERIFY, timeout_ms: 400 }}
 dns_filter: {{ listen: ["0.0.0.0:15053", "[::]:15053"], budget: {{ new_names_per_minute: 30 }} }}
+gateways:   # dedicated egress: addresses the test puts on the proxy host, a mark it routes
+  gw-addr: {{ source: ["198.18.5.1", "fd00:198:5::1"] }}
+  gw-v4only: {{ source: ["198.18.5.1"] }}
+  gw-mark: {{ mark: 0x20 }}
 limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
 access_log: {ACCESS_LOG}
 guard: {{ deny: ["10.200.0.0/16", "fd00:200::/40"] }}   # the built-in floor (loopback, metadata...) holds without listing it
@@ -1215,6 +1219,125 @@ def dns_filter_audit_mode_answers_with_would_deny_and_odd_bytes_never_stop_it():
             assert records_of_this_test(proto="dns", reason="malformed_query")
     finally:
         api("DELETE", "/v1/sandboxes/dnsonly")
+
+
+# ---------------------------------------------------------------- dedicated egress addresses
+
+
+@contextlib.contextmanager
+def gateway_network():
+    """What an operator sets up for the gateways of BASE_CONFIG: gw-addr's addresses on the proxy
+    host (routed back by the "internet"), and for gw-mark a second link whose table the mark
+    selects (ip rule fwmark 0x20)."""
+    steps = [("host", "ip addr add 198.18.5.1/32 dev lo", "ip addr del 198.18.5.1/32 dev lo"),
+             ("host", "ip addr add fd00:198:5::1/128 dev lo", "ip addr del fd00:198:5::1/128 dev lo"),
+             ("net", "ip route add 198.18.5.0/24 via 198.18.0.1", "ip route del 198.18.5.0/24"),
+             ("net", "ip -6 route add fd00:198:5::/64 via fd00:198::1", "ip -6 route del fd00:198:5::/64")]
+    done = []
+    try:
+        for where, up, down in steps:
+            ns(where, up)
+            done.append((where, down))
+        sh(f"ip link add {P}hm type veth peer name {P}mh")
+        done.append(("host", f"ip link del {P}hm"))
+        sh(f"ip link set {P}hm netns {P}host && ip link set {P}mh netns {P}net")
+        ns("host", f"ip addr add 198.18.6.1/24 dev {P}hm")
+        ns("host", f"ip link set {P}hm up")
+        ns("net", f"ip addr add 198.18.6.2/24 dev {P}mh")
+        ns("net", f"ip link set {P}mh up")
+        ns("host", f"ip route add 198.18.0.0/24 dev {P}hm src 198.18.6.1 table 120")
+        ns("host", "ip rule add fwmark 0x20 lookup 120 priority 80")
+        done.append(("host", "ip rule del fwmark 0x20 lookup 120 priority 80"))
+        yield
+    finally:
+        for where, down in reversed(done):
+            ns(where, down, check=False)
+
+
+def origin_peer_of(port, before):
+    """The peer address of the origin's first connection on `port` logged after line `before`."""
+    found = []
+    def seen():
+        found[:] = [line.split()[1] for line in origin_lines()[before:] if line.startswith(f"{port} ")]
+        return found
+    wait_for(seen, f"the origin to log a connection on {port}")
+    return found[0]
+
+
+def through(sandbox, ip, port=9000):
+    before = len(origin_lines())
+    out = client(sandbox, "echo", ip, port)
+    assert out.get("data") == "ping", out
+    return origin_peer_of(port, before)
+
+
+@test
+def a_gateway_gives_a_sandbox_its_own_egress_address():
+    original = api("GET", "/v1/sandboxes/one")[1]
+    def put_one(gateway):
+        spec = {"sources": original["sources"], "mode": original["mode"], "egress": dict(original["egress"])}
+        if gateway:
+            spec["egress"]["gateway"] = gateway
+        return api("PUT", "/v1/sandboxes/one", spec)
+    try:
+        with gateway_network():
+            # Without a gateway: the proxy host's own address, for both sandboxes.
+            assert through("sbx1", "198.18.0.11") == "198.18.0.1"
+            # gw-addr: the origin sees the gateway's address, v4 and v6; the other sandbox does not.
+            assert put_one("gw-addr")[0] == 200
+            assert through("sbx1", "198.18.0.11") == "198.18.5.1"
+            assert through("sbx1", "fd00:198::11") == "fd00:198:5::1"
+            assert through("sbx2", "198.18.0.11") == "198.18.0.1"
+            rec = last_record(sandbox="one", dst="fd00:198::11", port=9000)
+            assert rec["via"] == "gw-addr" and rec["reason"] == "allowed_address", rec
+            assert "via" not in last_record(sandbox="two", dst="198.18.0.11", port=9000)
+            # A name verified by DNS is dialled through the gateway too.
+            before = len(origin_lines())
+            r = http("sbx1", "body.github.com", "198.18.0.11")
+            assert "200" in r.stdout.splitlines()[0], r.stdout
+            assert origin_peer_of(80, before) == "198.18.5.1"
+            assert last_record(name="body.github.com", proto="http")["via"] == "gw-addr"
+            # Changed live: a mark routed by the host through the second link.
+            assert put_one("gw-mark")[0] == 200
+            assert through("sbx1", "198.18.0.11") == "198.18.6.1"
+            # A gateway without an address of the destination's family: connect_failed, said
+            # once in egressd's log, never the default address.
+            assert put_one("gw-v4only")[0] == 200
+            before = len(origin_lines())
+            out = client("sbx1", "echo", "fd00:198::11", 9000)
+            assert "error" in out or out.get("data") != "ping", out
+            rec = last_record(sandbox="one", dst="fd00:198::11", port=9000, reason="connect_failed")
+            assert rec["via"] == "gw-v4only", rec
+            assert not [l for l in origin_lines()[before:] if l.startswith("9000 ")]
+            wait_for(lambda: "gateway gw-v4only has no IPv6 source address" in open(EGRESSD_ERR).read(),
+                     "egressd to say why")
+            assert through("sbx1", "198.18.0.11") == "198.18.5.1"
+            # Unknown gateway: 400 naming the field, nothing changes.
+            code, body = put_one("no-such-gateway")
+            assert code == 400 and body["field"] == "egress.gateway", (code, body)
+            assert api("GET", "/v1/sandboxes/one")[1]["egress"]["gateway"] == "gw-v4only"
+            assert "gateway:    gw-v4only" in ctl("get", "one").stdout
+            text = metrics()
+            assert metric_value(text, "egressd_gateway_connections_total", {"gateway": "gw-addr"}) >= 3
+            assert metric_value(text, "egressd_gateway_connections_total", {"gateway": "gw-mark"}) >= 1
+            # Blaxel's shape: spec.network.egress {mode: dedicated, gateway}, round trip.
+            blaxel = {"metadata": {"name": "one"}, "spec": {"network": {
+                "allowedDomains": ["body.github.com"], "egress": {"mode": "dedicated", "gateway": "gw-addr"}}}}
+            code, body = api("PUT", "/v0/sandboxes/one", blaxel)
+            assert code == 200 and body["spec"]["network"]["egress"] == {"mode": "dedicated", "gateway": "gw-addr"}, body
+            assert api("GET", "/v1/sandboxes/one")[1]["egress"]["gateway"] == "gw-addr"
+            before = len(origin_lines())
+            assert "200" in http("sbx1", "body.github.com", "198.18.0.11").stdout.splitlines()[0]
+            assert origin_peer_of(80, before) == "198.18.5.1"
+            blaxel["spec"]["network"]["egress"] = {"mode": "dedicated", "gateway": "nope"}
+            code, body = api("PUT", "/v0/sandboxes/one", blaxel)
+            assert code == 400 and "nope" in body["message"], body
+            blaxel["spec"]["network"]["egress"] = {"mode": "shared"}
+            code, body = api("PUT", "/v0/sandboxes/one", blaxel)
+            assert code == 200 and body["spec"]["network"]["egress"] == {"mode": "shared"}, body
+            assert "gateway" not in api("GET", "/v1/sandboxes/one")[1]["egress"]
+    finally:
+        assert put_one(None)[0] == 200
 
 
 # ---------------------------------------------------------------- bypasses a hostile sandbox tried

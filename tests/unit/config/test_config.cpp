@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "config/config.hpp"
+#include "config/settings.hpp"
 #include "control/check.hpp"
 
 using namespace egressd;
@@ -148,4 +149,49 @@ TEST_CASE("Config: guard.allow names floor entries only; limits keys; errors poi
   auto mapped = load_config_text("guard: { deny: [\"::ffff:10.0.0.0/104\"] }\n", "t.yaml");
   REQUIRE(std::holds_alternative<std::vector<std::string>>(mapped));
   CHECK(std::get<std::vector<std::string>>(mapped)[0].find("IPv4-mapped") != std::string::npos);
+}
+
+TEST_CASE("Config: dns_filter and gateways keys, validated; a sandbox names a known gateway") {
+  auto loaded = load_config_text(R"(
+dns_filter: { listen: ["0.0.0.0:15053"], answer_denied: nxdomain, strip_ech: false,
+              budget: { queries_per_second: 5, burst: 9, new_names_per_minute: 7 } }
+gateways:
+  gw-addr: { source: ["198.18.5.1", "fd00:198:5::1"] }
+  gw-mark: { mark: 0x20 }
+sandboxes:
+  - { id: a, sources: ["10.200.1.2"], egress: { default: deny, gateway: gw-addr } }
+)",
+                                 "t.yaml");
+  REQUIRE(std::holds_alternative<Config>(loaded));
+  const Config& c = std::get<Config>(loaded);
+  CHECK(c.dns_filter.listen == std::vector<std::string>{"0.0.0.0:15053"});
+  CHECK(c.dns_filter.answer_nxdomain);
+  CHECK_FALSE(c.dns_filter.strip_ech);
+  CHECK(c.dns_filter.queries_per_second == 5);
+  CHECK(c.dns_filter.burst == 9);
+  CHECK(c.dns_filter.new_names_per_minute == 7);
+  CHECK(c.gateways.at("gw-addr").v4 == IpAddress::parse("198.18.5.1"));
+  CHECK(c.gateways.at("gw-addr").v6 == IpAddress::parse("fd00:198:5::1"));
+  CHECK(c.gateways.at("gw-mark").mark == 0x20u);
+  CHECK(c.sandboxes[0].gateway == "gw-addr");
+  auto settings = Settings::from(c);
+  CHECK(settings->dns_answer_nxdomain);
+  CHECK(settings->gateways.size() == 2);
+
+  CHECK(errors_of("dns_filter: { listen: [\"nope\"] }").size() == 1);
+  CHECK(errors_of("dns_filter: { answer_denied: drop }").size() == 1);
+  CHECK(errors_of("dns_filter: { budget: { burst: 0 } }").size() == 1);
+  CHECK(errors_of("dns_filter: { surprise: 1 }").size() == 1);
+  CHECK(errors_of("gateways: { g: {} }").size() == 1);
+  CHECK(errors_of("gateways: { g: { source: [\"198.18.5.1\", \"198.18.5.2\"] } }").size() == 1);
+  CHECK(errors_of("gateways: { g: { source: [\"not-an-ip\"] } }").size() == 1);
+  CHECK(errors_of("gateways: { g: { mark: 0 } }").size() == 1);
+  CHECK(errors_of("gateways: { \"a b\": { mark: 1 } }").size() == 1);
+  CHECK(errors_of("gateways: [1]").size() == 1);
+  auto unknown = errors_of(
+      "gateways: { g: { mark: 1 } }\nsandboxes:\n  - { id: a, sources: [\"10.200.1.2\"], "
+      "egress: { gateway: other } }\n");
+  REQUIRE(unknown.size() == 1);
+  CHECK(unknown[0].find("t.yaml:3:") == 0);
+  CHECK(unknown[0].find("unknown gateway \"other\" (configured: g)") != std::string::npos);
 }
