@@ -75,7 +75,7 @@ FilteredAnswer filter_answer(const DnsQuery& query, const QueryPlan& plan, const
   if (upstream == nullptr) return out;  // SERVFAIL, upstream_failure
   uint8_t rcode = static_cast<uint8_t>(ldns_pkt_get_rcode(upstream));
   if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) {
-    out.rcode = rcode == LDNS_RCODE_REFUSED ? LDNS_RCODE_SERVFAIL : rcode;
+    out.rcode = rcode == LDNS_RCODE_REFUSED ? static_cast<uint8_t>(LDNS_RCODE_SERVFAIL) : rcode;
     return out;
   }
   auto allowed_name = [&](const std::string& name, bool ldh) {
