@@ -3,7 +3,7 @@
 # fuzzing, end-to-end tests under real TPROXY. Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZ_SECONDS=${FUZZ_SECONDS:-45}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 step() { printf '\n=== %s\n' "$*"; }
 
 step "dependencies"

@@ -306,3 +306,54 @@ TEST_CASE("Blaxel: allowedDomains over forbiddenDomains; the Sandbox object come
   CHECK(missing.status == 404);
   CHECK(json::parse(missing.body)["error"] == "Not Found");
 }
+
+TEST_CASE(
+    "Gateways: egress.gateway names a configured gateway; Blaxel's egress shape maps onto it") {
+  Fixture f;
+  f.shared->store.set_gateways({"gw-1"});
+  f.create("bx", "10.200.1.2");
+  auto put = [&](const char* egress) {
+    return f.call("PUT", "/v1/sandboxes/bx",
+                  std::string(R"({"sources":["10.200.1.2"],"egress":)") + egress + "}");
+  };
+  CHECK(put(R"({"default":"deny","gateway":"gw-1"})").status == 200);
+  CHECK(f.spec("bx").gateway == "gw-1");
+  CHECK(f.call_json("GET", "/v1/sandboxes/bx")["egress"]["gateway"] == "gw-1");
+  auto unknown = put(R"({"default":"deny","gateway":"gw-2"})");
+  CHECK(unknown.status == 400);
+  CHECK(json::parse(unknown.body)["field"] == "egress.gateway");
+  CHECK(f.spec("bx").gateway == "gw-1");  // nothing changed
+  CHECK(put(R"({"default":"deny","gateway":7})").status == 400);
+  CHECK(put(R"({"default":"deny","gateway":""})").status == 400);
+  CHECK(put(R"({"default":"deny"})").status == 200);  // a PUT replaces: no gateway
+  CHECK(f.spec("bx").gateway.empty());
+
+  auto blaxel = [&](const char* egress) {
+    return f.call("PUT", "/v0/sandboxes/bx",
+                  std::string(R"({"spec":{"network":{"allowedDomains":["a.example"],"egress":)") +
+                      egress + "}}}");
+  };
+  auto r = blaxel(R"({"mode":"dedicated","gateway":"gw-1"})");
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body)["spec"]["network"]["egress"] ==
+        json{{"mode", "dedicated"}, {"gateway", "gw-1"}});
+  CHECK(f.spec("bx").gateway == "gw-1");
+  // Absent egress keeps it; other platforms keep it too.
+  CHECK(
+      f.call("PUT", "/v0/sandboxes/bx", R"({"spec":{"network":{"allowedDomains":["b.example"]}}})")
+          .status == 200);
+  CHECK(f.spec("bx").gateway == "gw-1");
+  CHECK(f.call("PUT", "/sandboxes/bx/network", R"({"allowOut":["c.example"]})").status == 204);
+  CHECK(f.spec("bx").gateway == "gw-1");
+  CHECK(blaxel(R"({"mode":"dedicated","gateway":"nope"})").status == 400);
+  CHECK(blaxel(R"({"mode":"dedicated"})").status == 400);
+  CHECK(blaxel(R"({"mode":"elsewhere"})").status == 400);
+  CHECK(blaxel(R"({"mode":"dedicated","gateway":"gw-1","policies":[{"name":"p"}]})").status == 400);
+  CHECK(blaxel(R"({"surprise":1})").status == 400);
+  CHECK(blaxel(R"("dedicated")").status == 400);
+  CHECK(f.spec("bx").gateway == "gw-1");
+  r = blaxel(R"({"mode":"shared"})");
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body)["spec"]["network"]["egress"] == json{{"mode", "shared"}});
+  CHECK(f.spec("bx").gateway.empty());
+}
