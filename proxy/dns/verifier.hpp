@@ -28,6 +28,11 @@ class DnsLookup {
                                       std::function<std::vector<uint8_t>()> make_query);
 
  private:
+  // Starts one upstream query; its callback gets the answer to cache.
+  using Ask = std::function<void(AresChannel::Callback)>;
+  // Cache, single-flight and counters around `ask`, shared by lookup() and exchange().
+  asio::awaitable<DnsAnswer> through_cache(std::string key, Ask ask);
+
   asio::io_context& io_;
   DnsCache& cache_;
   AresChannel channel_;
