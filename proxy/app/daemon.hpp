@@ -40,8 +40,12 @@ struct Shared {
   OutcomeSink outcomes{metrics, access_log, denials};
   std::atomic<uint64_t> next_serial{1};
   std::atomic<bool> draining{false};
+  Interception intercept;  // set once at start, before any worker runs
 
-  ControlContext control() { return ControlContext{store, settings, registry, denials, metrics}; }
+  ControlContext control() {
+    return ControlContext{store,   settings, registry,
+                          denials, metrics,  intercept.ca ? intercept.ca->pem() : std::string()};
+  }
 };
 
 struct Worker {
@@ -67,7 +71,8 @@ struct Worker {
                          shared.metrics,
                          shared.outcomes,
                          shared.next_serial,
-                         active};
+                         active,
+                         shared.intercept};
 };
 
 }  // namespace egressd

@@ -90,6 +90,36 @@ int run_server(Config config) {
     log_line("state_dir: " + problem);
     return 1;
   }
+  // Request transforms: the interception CA and the secrets key live in intercept.ca_dir
+  // (default state_dir/ca), apart from the state files; without either directory, in memory.
+  std::string ca_dir = !config.intercept.ca_dir.empty() ? config.intercept.ca_dir
+                       : !config.state_dir.empty()      ? config.state_dir + "/ca"
+                                                        : std::string();
+  auto authority = CertificateAuthority::open(ca_dir);
+  if (auto* error = std::get_if<std::string>(&authority)) {
+    log_line("intercept.ca_dir: " + *error);
+    return 1;
+  }
+  shared.intercept.ca = std::get<std::shared_ptr<CertificateAuthority>>(authority);
+  auto upstream = upstream_context(config.intercept.upstream_ca);
+  if (auto* error = std::get_if<std::string>(&upstream)) {
+    log_line(*error);
+    return 1;
+  }
+  shared.intercept.upstream = std::get<std::shared_ptr<asio::ssl::context>>(upstream);
+  std::optional<SecretBox> box;
+  if (ca_dir.empty()) {
+    box = SecretBox::ephemeral();
+    log_line("no state_dir and no intercept.ca_dir: the interception CA lives in memory only");
+  } else {
+    auto opened = SecretBox::open(ca_dir + "/secrets.key");
+    if (auto* error = std::get_if<std::string>(&opened)) {
+      log_line("secrets key: " + *error);
+      return 1;
+    }
+    box = std::get<SecretBox>(opened);
+  }
+  state.set_box(&*box);
   // The file's sandboxes and state_dir's, merged by id (the API's state wins) and validated
   // as one set with their generations, so a restart reproduces the set that was live.
   std::vector<std::string> problems;

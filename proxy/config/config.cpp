@@ -111,9 +111,25 @@ class Loader {
     }
   }
 
+  // A mapping of strings to strings, in file order.
+  void pairs(const YAML::Node& node, const std::string& where,
+             std::vector<std::pair<std::string, std::string>>& out) {
+    if (!node.IsMap()) {
+      error(node.Mark(), where + ": expected a mapping of strings");
+      return;
+    }
+    for (const auto& entry : node) {
+      auto key = scalar(entry.first, where);
+      if (!key) continue;
+      if (auto value = scalar(entry.second, where + "." + *key)) out.emplace_back(*key, *value);
+    }
+  }
+
   // Loads one sandbox; marks of its fields let compile errors point at the right line.
   void sandbox(const YAML::Node& node, const std::string& where, Config& config) {
-    if (!expect_map(node, where, {"id", "sources", "egress", "mode"})) return;
+    if (!expect_map(node, where,
+                    {"id", "sources", "egress", "mode", "transforms", "bypass", "secrets"}))
+      return;
     SandboxSpec spec;
     std::map<std::string, YAML::Mark> marks{{"id", node.Mark()}};
     if (node["id"]) {
@@ -153,6 +169,37 @@ class Loader {
           }
         }
       }
+    }
+    if (const YAML::Node transforms = node["transforms"]) {
+      if (!transforms.IsSequence()) {
+        error(transforms.Mark(), where + ".transforms: expected a list");
+      } else {
+        for (size_t i = 0; i < transforms.size(); ++i) {
+          std::string at = "transforms[" + std::to_string(i) + "]";
+          marks[at] = transforms[i].Mark();
+          if (!expect_map(transforms[i], where + "." + at, {"hosts", "headers", "body"})) continue;
+          Transform transform;
+          if (transforms[i]["hosts"]) {
+            std::vector<YAML::Mark> host_marks;
+            strings(transforms[i]["hosts"], where + "." + at + ".hosts", transform.hosts,
+                    &host_marks);
+            for (size_t h = 0; h < host_marks.size(); ++h)
+              marks[at + ".hosts[" + std::to_string(h) + "]"] = host_marks[h];
+          }
+          if (transforms[i]["headers"])
+            pairs(transforms[i]["headers"], where + "." + at + ".headers", transform.headers);
+          if (transforms[i]["body"])
+            pairs(transforms[i]["body"], where + "." + at + ".body", transform.body);
+          spec.transforms.push_back(std::move(transform));
+        }
+      }
+    }
+    if (node["bypass"]) strings(node["bypass"], where + ".bypass", spec.bypass);
+    if (node["secrets"]) {
+      std::vector<std::pair<std::string, std::string>> secrets;
+      pairs(node["secrets"], where + ".secrets", secrets);
+      for (auto& [name, value] : secrets) spec.secrets[name] = std::move(value);
+      marks["secrets"] = node["secrets"].Mark();
     }
     sandbox_marks.push_back(std::move(marks));
     config.sandboxes.push_back(std::move(spec));
@@ -226,10 +273,10 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     return loader.errors;
   }
   if (root.IsNull()) return config;  // an empty file is every default
-  if (!loader.expect_map(
-          root, "",
-          {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns", "dns_filter",
-           "gateways", "guard", "unknown_source", "on_update", "access_log", "sandboxes"})) {
+  if (!loader.expect_map(root, "",
+                         {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
+                          "dns_filter", "gateways", "guard", "unknown_source", "on_update",
+                          "access_log", "sandboxes", "intercept"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -371,6 +418,29 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
       }
     }
   }
+  if (const YAML::Node intercept = root["intercept"];
+      intercept && loader.expect_map(intercept, "intercept", {"ca_dir", "upstream_ca"})) {
+    if (intercept["ca_dir"]) {
+      if (auto dir = loader.scalar(intercept["ca_dir"], "intercept.ca_dir")) {
+        if (dir->empty() || (*dir)[0] != '/') {
+          loader.error(intercept["ca_dir"].Mark(), "intercept.ca_dir: expected an absolute path");
+        } else {
+          config.intercept.ca_dir = *dir;
+        }
+      }
+    }
+    if (intercept["upstream_ca"]) {
+      if (auto ca = loader.scalar(intercept["upstream_ca"], "intercept.upstream_ca")) {
+        if (*ca != "system" && (ca->empty() || (*ca)[0] != '/')) {
+          loader.error(intercept["upstream_ca"].Mark(),
+                       "intercept.upstream_ca: expected \"system\" or the absolute path of a "
+                       "PEM file of trusted CA certificates");
+        } else {
+          config.intercept.upstream_ca = *ca;
+        }
+      }
+    }
+  }
   if (const YAML::Node gateways = root["gateways"]) {
     if (!gateways.IsMap()) {
       loader.error(gateways.Mark(), "gateways: expected a mapping of names to gateways");
@@ -461,6 +531,10 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
     size_t index = std::stoul(field.substr(field.find('[') + 1));
     std::string inner = field.substr(field.find("].") + 2);
     const auto& marks = loader.sandbox_marks[index];
+    // The field's own position, else the nearest enclosing one ("transforms[0].headers.X"
+    // points at transforms[0]), else the sandbox's id.
+    while (!marks.count(inner) && inner.find_last_of(".[") != std::string::npos)
+      inner.resize(inner.find_last_of(".["));
     auto mark = marks.count(inner) ? marks.at(inner) : marks.at("id");
     loader.error(mark, field + ": " + error->error.message);
     return loader.errors;

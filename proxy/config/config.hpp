@@ -63,6 +63,12 @@ struct Config {
     unsigned new_names_per_minute = 300;
   } dns_filter;
   std::map<std::string, GatewayConfig> gateways;
+  // DESIGN.md "Request transforms". ca_dir empty: state_dir/ca (the CA lives in memory only
+  // when state_dir is empty too). upstream_ca: "system" or a PEM file. Read at start.
+  struct {
+    std::string ca_dir;
+    std::string upstream_ca = "system";
+  } intercept;
   std::vector<std::string> guard_deny;   // added to Guard::floor()
   std::vector<std::string> guard_allow;  // floor entries lifted on purpose
   Verdict unknown_source = Verdict::deny;

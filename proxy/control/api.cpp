@@ -238,6 +238,8 @@ ControlResponse ControlApi::native(const ControlRequest& request,
       {"POST", {"check"}, &ControlApi::check},
       {"GET", {"connections"}, &ControlApi::connections},
       {"GET", {"denials"}, &ControlApi::denials},
+      {"PUT", {"sandboxes", "{}", "secrets"}, &ControlApi::put_secrets},
+      {"GET", {"ca.pem"}, &ControlApi::ca_pem},
   };
   std::string allow;
   for (const Route& route : routes) {
@@ -297,9 +299,17 @@ ControlResponse ControlApi::put_sandbox(const NativeCall& call) {
   bool ok = false;
   json body = parse_body(request, ok);
   if (!ok) return native_error(400, "invalid JSON");
-  auto spec = spec_from_json(id, body);
+  bool secrets_given = false;
+  auto spec = spec_from_json(id, body, &secrets_given);
   if (auto* error = std::get_if<FieldError>(&spec))
     return native_error(400, error->message, error->field);
+  std::lock_guard lock(write_mutex_);  // the kept secrets are those of the sandbox replaced
+  if (!secrets_given) {
+    // Write-only secrets never come back in a GET, so a GET-edit-PUT without "secrets" keeps
+    // them; "secrets": {} clears them.
+    if (auto old = ctx_.store.snapshot()->share_by_id(id))
+      std::get<SandboxSpec>(spec).secrets = old->policy->secrets();
+  }
   std::optional<uint64_t> if_match;
   if (auto header = request.headers.find("if-match"); header != request.headers.end()) {
     std::string value = header->second;
@@ -317,6 +327,36 @@ ControlResponse ControlApi::put_sandbox(const NativeCall& call) {
     return native_error(status, error->error.message, error->error.field);
   }
   return reply(200, sandbox_to_json(*std::get<std::shared_ptr<const Sandbox>>(result)));
+}
+
+// PUT /v1/sandboxes/{id}/secrets {"name":"value",...}: sets those secrets (null removes one),
+// keeps the others; write-only, so the answer is a 204 without a body.
+ControlResponse ControlApi::put_secrets(const NativeCall& call) {
+  const std::string& id = call.params[0];
+  bool ok = false;
+  json body = parse_body(call.request, ok);
+  if (!ok) return native_error(400, "invalid JSON");
+  std::lock_guard lock(write_mutex_);
+  auto old = ctx_.store.snapshot()->share_by_id(id);
+  if (!old) return native_error(404, "unknown sandbox \"" + id + "\"");
+  SandboxSpec spec = spec_of(*old);
+  std::vector<std::string> removed;
+  if (auto error = secrets_from_json(body, "secrets", spec.secrets, &removed))
+    return native_error(400, error->message, error->field);
+  for (const std::string& name : removed) spec.secrets.erase(name);
+  auto result = apply(spec);
+  if (auto* error = std::get_if<PolicyStore::PutError>(&result)) {
+    int status = error->kind == PolicyStore::PutError::Kind::storage ? 500 : 400;
+    return native_error(status, error->error.message, error->error.field);
+  }
+  return no_content();
+}
+
+ControlResponse ControlApi::ca_pem(const NativeCall&) {
+  if (ctx_.ca_pem.empty()) return native_error(404, "no interception CA is configured");
+  ControlResponse response{200, ctx_.ca_pem, {}};
+  response.content_type = "application/x-pem-file";
+  return response;
 }
 
 ControlResponse ControlApi::check(const NativeCall& call) {

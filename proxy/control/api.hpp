@@ -26,6 +26,7 @@ struct ControlResponse {
   int status = 200;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string content_type = "application/json";  // JSON bodies get a final newline
 };
 
 // The one way a route answers with JSON (native and compatible alike).
@@ -70,6 +71,8 @@ class ControlApi {
   ControlResponse connections(const NativeCall& call);
   ControlResponse denials(const NativeCall& call);
   ControlResponse records(const NativeCall& call, bool connections);
+  ControlResponse put_secrets(const NativeCall& call);
+  ControlResponse ca_pem(const NativeCall& call);
   // The compatible endpoints: one skeleton (compat.cpp), one Platform each.
   ControlResponse compatible(const ControlRequest& request, const std::string& id,
                              const CompatPlatform& platform);

@@ -16,6 +16,7 @@ struct ControlContext {
   ConnectionRegistry& registry;
   DenialLog& denials;
   Metrics& metrics;
+  std::string ca_pem = {};  // the interception CA certificate (GET /v1/ca.pem); empty: none
 };
 
 }  // namespace egressd

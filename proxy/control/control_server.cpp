@@ -138,15 +138,16 @@ asio::awaitable<void> serve_client(ControlApi& api, stream_protocol::socket sock
 }  // namespace
 
 std::string http_response_text(const ControlResponse& response, bool keep_alive) {
+  bool json = response.content_type == "application/json";
   std::string text =
       "HTTP/1.1 " + std::to_string(response.status) + " " + status_text(response.status) + "\r\n";
   if (response.status != 204) {
-    text += "Content-Type: application/json\r\nContent-Length: " +
-            std::to_string(response.body.size() + 1) + "\r\n";
+    text += "Content-Type: " + response.content_type +
+            "\r\nContent-Length: " + std::to_string(response.body.size() + (json ? 1 : 0)) + "\r\n";
   }
   for (const auto& [name, value] : response.headers) text += name + ": " + value + "\r\n";
   text += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
-  if (response.status != 204) text += response.body + "\n";
+  if (response.status != 204) text += json ? response.body + "\n" : response.body;
   return text;
 }
 

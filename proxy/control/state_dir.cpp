@@ -39,6 +39,14 @@ std::string StateDir::prepare() {
 std::string StateDir::save(const SandboxSpec& spec, uint64_t generation) {
   nlohmann::json body = spec_to_json(spec);
   body["generation"] = generation;
+  body.erase("secret_names");
+  if (!spec.secrets.empty()) {
+    if (!box_) return "no key to seal the secrets of " + spec.id + " with";
+    nlohmann::json sealed = nlohmann::json::object();
+    for (const auto& [name, value] : spec.secrets)
+      sealed[name] = box_->seal(value, spec.id + "/" + name);
+    body["sealed_secrets"] = std::move(sealed);
+  }
   std::string text = body.dump(2) + "\n";
   std::string final_path = directory() + "/" + spec.id + ".json";
   std::string temp_path = final_path + ".tmp";
@@ -102,6 +110,8 @@ std::vector<StoredSandbox> StateDir::load(std::vector<std::string>& problems) co
       problems.push_back(path + ": not valid JSON; skipped");
       continue;
     }
+    nlohmann::json sealed = body.contains("sealed_secrets") ? body["sealed_secrets"] : nullptr;
+    body.erase("sealed_secrets");
     auto spec = spec_from_json(id, body);
     if (auto* error = std::get_if<FieldError>(&spec)) {
       problems.push_back(path + ": " + error->field + ": " + error->message + "; skipped");
@@ -110,6 +120,21 @@ std::vector<StoredSandbox> StateDir::load(std::vector<std::string>& problems) co
     uint64_t generation = body.contains("generation") && body["generation"].is_number_unsigned()
                               ? body["generation"].get<uint64_t>()
                               : 0;
+    // A secret that does not open (another key, an altered file) is left out and said: the
+    // sandbox's requests that need it are refused (missing_secret), never sent without it.
+    if (sealed.is_object()) {
+      for (const auto& [name, value] : sealed.items()) {
+        std::optional<std::string> plain;
+        if (value.is_string() && box_)
+          plain = box_->unseal(value.get<std::string>(), id + "/" + name);
+        if (plain && !secret_name_error(name)) {
+          std::get<SandboxSpec>(spec).secrets[name] = std::move(*plain);
+        } else {
+          problems.push_back(path + ": secret \"" + name +
+                             "\" does not open with this key; left out");
+        }
+      }
+    }
     out.push_back(StoredSandbox{std::get<SandboxSpec>(spec), generation});
   }
   return out;

@@ -14,7 +14,8 @@ namespace egressd {
   X(denied_address) X(default_deny) X(guarded_destination) X(unknown_source) X(no_sni)     \
   X(malformed_tls) X(hello_too_large) X(not_tls) X(not_http) X(malformed_host)             \
   X(peek_timeout) X(dns_mismatch) X(dns_failure) X(connect_failed) X(connection_limit)     \
-  X(revoked) X(filtered_answer) X(budget_exceeded) X(malformed_query) X(upstream_failure)
+  X(revoked) X(upstream_untrusted) X(missing_secret) X(filtered_answer) X(budget_exceeded)  \
+  X(malformed_query) X(upstream_failure)
 // clang-format on
 
 enum class Reason : uint8_t {

@@ -1,6 +1,9 @@
 #include "inspect/http_gate.hpp"
 
 #include <cstring>
+#include <string>
+
+#include "inspect/request_edit.hpp"
 
 namespace egressd {
 
@@ -17,6 +20,7 @@ HttpGate::Step HttpGate::next() {
         return Step::decide;
       case Event::message_complete:
       case Event::upgrade_pending:
+        if (holding_) release_held(true);
         safe_ = parsed_;
         if (safe_ > 0) return Step::forward;  // a request's last bytes never wait for the next head
         break;
@@ -24,7 +28,8 @@ HttpGate::Step HttpGate::next() {
         refused_ = true;
         break;
       case Event::need_more:
-        if (!requests_.inside_head()) safe_ = parsed_;  // body bytes go as they arrive
+        // Body bytes go as they arrive, unless the body is held for an edit.
+        if (!requests_.inside_head() && !holding_) safe_ = parsed_;
         break;
     }
   }
@@ -39,6 +44,14 @@ HttpGate::Step HttpGate::next() {
     requests_.upgrade_declined();
     return next();
   }
+  if (holding_ && length_ == buffer_.size()) {
+    if (length_ - head_start_ >= kMaxHeldBody + capacity_) {
+      release_held(false);  // too large to hold: it goes unedited, as it arrives
+      return Step::forward;
+    }
+    buffer_.resize(std::min(buffer_.size() * 2, head_start_ + kMaxHeldBody + capacity_));
+    return Step::read_more;
+  }
   if (length_ == buffer_.size()) {  // a head larger than the buffer; the parser refuses first
     refused_ = true;
     return Step::refused;
@@ -46,10 +59,57 @@ HttpGate::Step HttpGate::next() {
   return Step::read_more;
 }
 
-void HttpGate::allow() {
+void HttpGate::allow(const RequestEdit* edit) {
   deciding_ = false;
-  responses_.request_sent(requests_.head().head_method, requests_.head().upgrade);
+  const RequestHead& head = requests_.head();
+  responses_.request_sent(head.head_method, head.upgrade);
+  if (edit && !edit->empty()) {
+    // The head is buffer_[safe_, parsed_): nothing of it was forwardable before the decision.
+    if (!edit->body.empty() && head.has_body && head.json && !head.expect_continue) {
+      holding_ = true;
+      head_start_ = safe_;
+      head_end_ = parsed_;
+      held_edit_ = *edit;
+      requests_.body().clear();
+      requests_.capture_body(true);
+      return;  // safe_ stays before the head until the body has ended
+    }
+    std::string head_text(buffer_.begin() + static_cast<std::ptrdiff_t>(safe_),
+                          buffer_.begin() + static_cast<std::ptrdiff_t>(parsed_));
+    replace(safe_, parsed_, edit_head(head_text, *edit));
+  }
   safe_ = parsed_;
+}
+
+void HttpGate::release_held(bool body_complete) {
+  holding_ = false;
+  requests_.capture_body(false);
+  std::string head_text(buffer_.begin() + static_cast<std::ptrdiff_t>(head_start_),
+                        buffer_.begin() + static_cast<std::ptrdiff_t>(head_end_));
+  std::string& body = requests_.body();
+  if (body_complete) {
+    // The whole body, de-chunked: edited when it is a JSON object, else as it came; framed by
+    // egressd with a Content-Length either way.
+    auto edited = edit_json_body(body, held_edit_);
+    const std::string& out = edited ? *edited : body;
+    replace(head_start_, parsed_, edit_head(head_text, held_edit_, out.size()) + out);
+  } else {
+    replace(head_start_, head_end_, edit_head(head_text, held_edit_));
+  }
+  body.clear();
+  body.shrink_to_fit();
+  safe_ = parsed_;
+}
+
+void HttpGate::replace(size_t from, size_t to, std::string_view bytes) {
+  std::vector<uint8_t> rest(buffer_.begin() + static_cast<std::ptrdiff_t>(to),
+                            buffer_.begin() + static_cast<std::ptrdiff_t>(length_));
+  size_t need = from + bytes.size() + rest.size();
+  if (buffer_.size() < need) buffer_.resize(need);
+  std::memcpy(buffer_.data() + from, bytes.data(), bytes.size());
+  if (!rest.empty()) std::memcpy(buffer_.data() + from + bytes.size(), rest.data(), rest.size());
+  parsed_ = parsed_ + from + bytes.size() - to;  // parsed_ >= to: only parsed bytes are replaced
+  length_ = need;
 }
 
 void HttpGate::go_opaque() {
@@ -63,6 +123,10 @@ void HttpGate::forwarded() {
   length_ -= safe_;
   parsed_ -= safe_;
   safe_ = 0;
+  if (buffer_.size() > capacity_ && !holding_ && length_ <= capacity_) {
+    buffer_.resize(capacity_);  // back to the usual size once an edited body has gone
+    buffer_.shrink_to_fit();
+  }
 }
 
 bool HttpGate::observe_response(std::span<const uint8_t> bytes) {

@@ -17,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "core/request_edit.hpp"
 #include "inspect/http_request.hpp"
 #include "inspect/http_response.hpp"
 
@@ -24,7 +25,8 @@ namespace egressd {
 
 class HttpGate {
  public:
-  explicit HttpGate(size_t capacity) : requests_(capacity), buffer_(capacity) {}
+  explicit HttpGate(size_t capacity)
+      : requests_(capacity), capacity_(capacity), buffer_(capacity) {}
 
   enum class Step : uint8_t {
     read_more,      // read client bytes into free_space(), then received()
@@ -42,7 +44,12 @@ class HttpGate {
   void received(size_t n) { length_ += n; }
 
   const RequestHead& head() const { return requests_.head(); }
-  void allow();
+  // The request goes on; with an edit (an intercepted connection), its head is rewritten
+  // before any of it is forwardable and, when the edit sets body fields and the request has a
+  // JSON body (not one the client holds back for 100-continue), the body is held until it
+  // ends (at most kMaxHeldBody bytes; a larger one goes unedited), then rewritten.
+  void allow(const RequestEdit* edit = nullptr);
+  static constexpr size_t kMaxHeldBody = 1 << 20;
   void deny() {
     deciding_ = false;
     denied_ = true;
@@ -64,8 +71,17 @@ class HttpGate {
   Reason refusal() const { return requests_.refusal(); }
 
  private:
+  // Replaces buffer_[from, to) (all parsed) by `bytes`; later offsets move with it.
+  void replace(size_t from, size_t to, std::string_view bytes);
+  void release_held(bool body_complete);
+
   HttpRequestParser requests_;
   HttpResponseParser responses_;
+  size_t capacity_;
+  // A held request (body edit): where its head starts and ends in buffer_, and the edit.
+  bool holding_ = false;
+  size_t head_start_ = 0, head_end_ = 0;
+  RequestEdit held_edit_;
   std::vector<uint8_t> buffer_;
   size_t length_ = 0;  // bytes in buffer_
   size_t parsed_ = 0;  // of those, parsed

@@ -70,6 +70,7 @@ HttpRequestParser::HttpRequestParser(size_t max_head_bytes) : max_head_bytes_(ma
   settings_.on_header_value_complete = on_header_value_complete;
   settings_.on_headers_complete = on_headers_complete;
   settings_.on_message_complete = on_message_complete;
+  settings_.on_body = on_body;
   llhttp_init(&parser_, HTTP_REQUEST, &settings_);
   parser_.data = this;
 }
@@ -80,6 +81,8 @@ int HttpRequestParser::on_message_begin(llhttp_t* parser) {
   p.url_.clear();
   p.host_.clear();
   p.host_count_ = 0;
+  p.content_type_.clear();
+  p.expect_continue_ = false;
   p.field_.clear();
   p.value_.clear();
   p.field_done_ = false;
@@ -105,7 +108,8 @@ int HttpRequestParser::on_header_field(llhttp_t* parser, const char* at, size_t 
 int HttpRequestParser::on_header_value(llhttp_t* parser, const char* at, size_t length) {
   HttpRequestParser& p = self(parser);
   p.field_done_ = true;
-  if (iequals(p.field_, "host")) p.value_.append(at, length);
+  if (iequals(p.field_, "host") || iequals(p.field_, "content-type") || iequals(p.field_, "expect"))
+    p.value_.append(at, length);  // within the head cap, like every head byte
   return 0;
 }
 
@@ -115,6 +119,10 @@ int HttpRequestParser::on_header_value_complete(llhttp_t* parser) {
   if (iequals(p.field_, "host")) {
     ++p.host_count_;
     p.host_ = p.value_;
+  } else if (iequals(p.field_, "content-type")) {
+    p.content_type_ = p.value_;
+  } else if (iequals(p.field_, "expect")) {
+    p.expect_continue_ = p.expect_continue_ || iequals(trim_ows(p.value_), "100-continue");
   }
   return 0;
 }
@@ -125,6 +133,12 @@ int HttpRequestParser::on_headers_complete(llhttp_t* parser) {
   if (!p.finish_head()) return -1;
   p.pause_ = Pause::head;
   return HPE_PAUSED;  // stop here: the session decides this request before relaying it
+}
+
+int HttpRequestParser::on_body(llhttp_t* parser, const char* at, size_t length) {
+  HttpRequestParser& p = self(parser);
+  if (p.capture_) p.body_.append(at, length);
+  return 0;
 }
 
 int HttpRequestParser::on_message_complete(llhttp_t* parser) {
@@ -182,6 +196,14 @@ bool HttpRequestParser::finish_head() {
   }
   head_.upgrade = parser_.upgrade != 0;
   head_.head_method = parser_.method == HTTP_HEAD;
+  head_.has_body = (parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0;
+  head_.expect_continue = expect_continue_;
+  // application/json, or a structured +json type, parameters aside.
+  std::string_view type =
+      trim_ows(std::string_view(content_type_)
+                   .substr(0, std::min(content_type_.find(';'), content_type_.size())));
+  head_.json = iequals(type, "application/json") ||
+               (type.size() > 5 && iequals(type.substr(type.size() - 5), "+json"));
   return true;
 }
 

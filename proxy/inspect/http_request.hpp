@@ -27,6 +27,9 @@ struct RequestHead {
   uint8_t http_minor = 1;
   bool upgrade = false;      // asks to leave HTTP (Connection: upgrade + Upgrade, llhttp's rule)
   bool head_method = false;  // HEAD: its response has no body whatever its headers say
+  bool has_body = false;     // Content-Length > 0 or chunked
+  bool json = false;         // Content-Type application/json or */*+json
+  bool expect_continue = false;  // Expect: 100-continue (the client waits before the body)
 };
 
 class HttpRequestParser {
@@ -53,6 +56,10 @@ class HttpRequestParser {
   void upgrade_declined();
 
   const RequestHead& head() const { return head_; }
+  // While on, the bodies' bytes (chunked framing removed) are appended to body(); the caller
+  // bounds it and clears it.
+  void capture_body(bool on) { capture_ = on; }
+  std::string& body() { return body_; }
   Reason refusal() const { return refusal_; }
   // True while bytes of a request head (or the gap before it) are being read: those bytes
   // must be held back until the head completes and is decided.
@@ -66,6 +73,7 @@ class HttpRequestParser {
   static int on_header_value_complete(llhttp_t* parser);
   static int on_headers_complete(llhttp_t* parser);
   static int on_message_complete(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* at, size_t length);
 
   Event refuse(Reason reason);
   bool finish_head();
@@ -86,6 +94,10 @@ class HttpRequestParser {
   std::string url_;
   std::string host_;
   int host_count_ = 0;
+  std::string content_type_;
+  bool expect_continue_ = false;
+  bool capture_ = false;
+  std::string body_;
   RequestHead head_;
 };
 

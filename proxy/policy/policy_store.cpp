@@ -226,13 +226,17 @@ SandboxSpec spec_of(const Sandbox& sandbox) {
   spec.mode = sandbox.policy->mode();
   spec.names_bypass_address_denies = sandbox.policy->names_bypass_address_denies();
   spec.gateway = sandbox.policy->gateway();
+  spec.transforms = sandbox.policy->transforms();
+  spec.bypass = sandbox.policy->bypass();
+  spec.secrets = sandbox.policy->secrets();
   return spec;
 }
 
 bool same_spec(const SandboxSpec& a, const SandboxSpec& b) {
   return a.id == b.id && a.sources == b.sources && a.default_verdict == b.default_verdict &&
          a.allow == b.allow && a.deny == b.deny && a.mode == b.mode &&
-         a.names_bypass_address_denies == b.names_bypass_address_denies && a.gateway == b.gateway;
+         a.names_bypass_address_denies == b.names_bypass_address_denies && a.gateway == b.gateway &&
+         a.transforms == b.transforms && a.bypass == b.bypass && a.secrets == b.secrets;
 }
 
 std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> PolicyStore::put(

@@ -8,6 +8,54 @@ std::string_view to_string(Mode mode) {
   return mode == Mode::audit ? "audit" : "enforce";
 }
 
+namespace {
+
+// DESIGN.md "Request transforms": every field is validated before the policy is; the errors
+// name the field and never quote a secret.
+std::optional<FieldError> check_transforms(const SandboxSpec& spec) {
+  auto at = [](std::string base, size_t i) { return base + "[" + std::to_string(i) + "]"; };
+  if (spec.transforms.size() > kMaxTransforms)
+    return FieldError{"transforms", "at most 64 transforms per sandbox"};
+  for (size_t t = 0; t < spec.transforms.size(); ++t) {
+    const Transform& transform = spec.transforms[t];
+    std::string field = at("transforms", t);
+    if (transform.hosts.empty()) return FieldError{field + ".hosts", "names at least one host"};
+    if (transform.headers.empty() && transform.body.empty())
+      return FieldError{field, "sets no header and no body field"};
+    if (transform.hosts.size() > kMaxTransformEntries ||
+        transform.headers.size() > kMaxTransformEntries ||
+        transform.body.size() > kMaxTransformEntries)
+      return FieldError{field, "at most 32 hosts, 32 headers and 32 body fields"};
+    for (size_t h = 0; h < transform.hosts.size(); ++h) {
+      if (auto error = transform_host_error(transform.hosts[h]))
+        return FieldError{at(field + ".hosts", h), "\"" + transform.hosts[h] + "\": " + *error};
+    }
+    for (const auto& [name, value] : transform.headers) {
+      if (auto error = header_name_error(name)) return FieldError{field + ".headers", *error};
+      if (auto error = template_error(value)) return FieldError{field + ".headers." + name, *error};
+    }
+    for (const auto& [name, value] : transform.body) {
+      if (name.empty() || name.size() > 256)
+        return FieldError{field + ".body", "a body field name is 1 to 256 bytes"};
+      if (auto error = template_error(value)) return FieldError{field + ".body." + name, *error};
+    }
+  }
+  if (spec.bypass.size() > 1024) return FieldError{"bypass", "at most 1024 names"};
+  for (size_t i = 0; i < spec.bypass.size(); ++i) {
+    if (spec.bypass[i] == "*") return FieldError{at("bypass", i), "\"*\": name the hosts"};
+    if (auto error = transform_host_error(spec.bypass[i]))
+      return FieldError{at("bypass", i), "\"" + spec.bypass[i] + "\": " + *error};
+  }
+  if (spec.secrets.size() > kMaxSecrets) return FieldError{"secrets", "at most 64 secrets"};
+  for (const auto& [name, value] : spec.secrets) {
+    if (auto error = secret_name_error(name)) return FieldError{"secrets", *error};
+    if (auto error = secret_value_error(value)) return FieldError{"secrets." + name, *error};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::compile(
     const SandboxSpec& spec) {
   auto policy = std::make_shared<CompiledPolicy>();
@@ -62,6 +110,10 @@ std::variant<std::shared_ptr<const CompiledPolicy>, FieldError> CompiledPolicy::
   };
   if (auto error = add_list(spec.allow, true, "egress.allow")) return *error;
   if (auto error = add_list(spec.deny, false, "egress.deny")) return *error;
+  if (auto error = check_transforms(spec)) return *error;
+  policy->transforms_ = spec.transforms;
+  policy->bypass_ = spec.bypass;
+  policy->secrets_ = spec.secrets;
   policy->names_.finish();
   policy->v4_.finish();
   policy->v6_.finish();
@@ -146,6 +198,22 @@ std::vector<std::string> CompiledPolicy::rule_texts(bool allow) const {
     if (rules_[id].allow == allow) texts.emplace_back(text_of(id));
   }
   return texts;
+}
+
+std::vector<const Transform*> CompiledPolicy::transforms_for(std::string_view name) const {
+  std::vector<const Transform*> out;
+  if (transforms_.empty() || name.empty()) return out;
+  for (const std::string& pattern : bypass_)
+    if (transform_host_matches(pattern, name)) return out;
+  for (const Transform& transform : transforms_) {
+    for (const std::string& pattern : transform.hosts) {
+      if (transform_host_matches(pattern, name)) {
+        out.push_back(&transform);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 size_t CompiledPolicy::memory_bytes() const {

@@ -13,6 +13,7 @@
 #include "policy/cidr_index.hpp"
 #include "policy/domain_index.hpp"
 #include "policy/rule.hpp"
+#include "policy/transform.hpp"
 
 namespace egressd {
 
@@ -33,6 +34,11 @@ struct SandboxSpec {
   // DESIGN.md "Dedicated egress addresses": the gateway (a name in the configuration's
   // `gateways`) every relayed connection of this sandbox leaves through; empty: the default.
   std::string gateway;
+  // DESIGN.md "Request transforms": names whose requests egressd intercepts and edits, names
+  // never intercepted (Blaxel's proxy.bypass), and the write-only secrets the edits use.
+  std::vector<Transform> transforms;
+  std::vector<std::string> bypass;
+  Secrets secrets;
 };
 
 // A validation error with the field it is about ("egress.allow[2]") and why.
@@ -76,6 +82,13 @@ class CompiledPolicy {
   Verdict default_verdict() const { return default_verdict_; }
   bool names_bypass_address_denies() const { return names_bypass_address_denies_; }
   const std::string& gateway() const { return gateway_; }
+  // The transforms that apply to a canonical name, in order; empty when none does or the name
+  // is bypassed: then the connection is never intercepted.
+  std::vector<const Transform*> transforms_for(std::string_view name) const;
+  bool has_transforms() const { return !transforms_.empty(); }
+  const std::vector<Transform>& transforms() const { return transforms_; }
+  const std::vector<std::string>& bypass() const { return bypass_; }
+  const Secrets& secrets() const { return secrets_; }
   Mode mode() const { return mode_; }
   std::vector<std::string> rule_texts(bool allow) const;
   size_t memory_bytes() const;
@@ -98,6 +111,9 @@ class CompiledPolicy {
   bool names_bypass_address_denies_ = false;
   bool has_address_allows_ = false;
   std::string gateway_;
+  std::vector<Transform> transforms_;
+  std::vector<std::string> bypass_;
+  Secrets secrets_;
   std::string texts_;
   std::vector<RuleRecord> rules_;
   std::vector<uint32_t> any_name_rules_;  // "*" and "*:PORTS"

@@ -26,8 +26,9 @@ struct AccessRecord {
   uint64_t bytes_down = 0;
   double duration_ms = 0;
   bool ech = false;
-  std::string dialed;                // where egressd connected, when it differs from dst
-  std::string via;                   // the gateway (dedicated egress) it left through
+  bool intercepted = false;  // DESIGN.md "Request transforms": egressd terminated TLS / edited
+  std::string dialed;        // where egressd connected, when it differs from dst
+  std::string via;           // the gateway (dedicated egress) it left through
   std::optional<Reason> would_deny;  // audit mode: the refusal it would have been
   // proto "dns": the query type and what the answer gave (addresses, CNAME targets, types).
   std::string qtype;

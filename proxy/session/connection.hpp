@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "inspect/client_hello.hpp"
 #include "inspect/http_gate.hpp"
@@ -65,6 +66,8 @@ struct HttpExchange {
     wake.expires_at(asio::steady_timer::time_point::max());
   }
   HttpGate gate;
+  bool intercept = false;       // requests for connection_name get the sandbox's transforms
+  std::string connection_name;  // the name the upstream was dialled (and verified) for
   bool denied = false;          // a later request was refused: the 403 follows the answers
   bool upstream_ended = false;  // the server side is done
   asio::steady_timer wake;      // the client side waits on it for the answer to an upgrade
@@ -91,8 +94,16 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<bool> peek_hello(ClientHelloParser& parser);
   asio::awaitable<void> run_http();
   asio::awaitable<bool> read_first_head(HttpExchange& exchange);
-  asio::awaitable<void> http_client_side(HttpExchange& exchange);
-  asio::awaitable<void> http_server_side(HttpExchange& exchange);
+  // session/http_relay.hpp: over plain sockets or TLS channels.
+  template <class ClientIo, class UpstreamIo>
+  asio::awaitable<void> http_client_side(HttpExchange& exchange, ClientIo& client,
+                                         UpstreamIo& upstream);
+  template <class ClientIo, class UpstreamIo>
+  asio::awaitable<void> http_server_side(HttpExchange& exchange, ClientIo& client,
+                                         UpstreamIo& upstream);
+  bool request_edit(const HttpExchange& exchange, RequestEdit& edit);
+  // DESIGN.md "Request transforms": TLS terminated on both sides, requests edited.
+  asio::awaitable<void> run_intercepted_tls();
   asio::awaitable<bool> connect_upstream();
   // Dedicated egress: binds/marks the upstream socket as the sandbox's gateway says.
   asio::error_code apply_gateway(const tcp::endpoint& target);
@@ -127,6 +138,8 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t bytes_up_ = 0, bytes_down_ = 0;
   bool ech_ = false;
   std::string via_;  // the gateway the connection left through
+  bool intercepted_ = false;
+  std::vector<uint8_t> hello_;  // an intercepted connection's ClientHello, for its handshake
   bool finished_ = false;
   std::optional<Reason> aborted_;
   std::optional<Deadline> upstream_finish_deadline_;

@@ -14,6 +14,7 @@
 #include "record/access_log.hpp"
 #include "record/connection_registry.hpp"
 #include "record/denials.hpp"
+#include "tls/authority.hpp"
 #include "util/published.hpp"
 
 namespace egressd {
@@ -35,6 +36,13 @@ class OutcomeSink {
   DenialLog& denials_;
 };
 
+// DESIGN.md "Request transforms": the CA that issues the certificates egressd shows a sandbox
+// on an intercepted connection, and the context that verifies the origin behind it.
+struct Interception {
+  std::shared_ptr<CertificateAuthority> ca;
+  std::shared_ptr<asio::ssl::context> upstream;
+};
+
 struct SessionContext {
   // (answers: what the DNS filter gave each sandbox; dns.verify accepts them without a lookup)
   Published<Settings>::Reader& settings;  // a connection keeps the snapshot it started with
@@ -48,6 +56,7 @@ struct SessionContext {
   OutcomeSink& outcomes;
   std::atomic<uint64_t>& next_serial;  // connection serials, daemon-wide
   std::atomic<size_t>& active;         // this worker's live sessions
+  const Interception& intercept;
 };
 
 }  // namespace egressd

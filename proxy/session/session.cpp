@@ -84,6 +84,7 @@ void Session::finish(Reason reason) {
           .count();
   record.ech = ech_;
   record.via = via_;
+  record.intercepted = intercepted_;
   if (reason == Reason::audit_allow) record.would_deny = would_deny_;
   if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
   ctx_.outcomes.finished(record, destination_);

@@ -196,7 +196,7 @@ TEST_CASE("Compile errors name the field") {
 }
 
 TEST_CASE("Reasons are a closed set with stable names") {
-  CHECK(kAllReasons.size() == 25);
+  CHECK(kAllReasons.size() == 27);
   CHECK(is_dns_only(Reason::filtered_answer));
   CHECK_FALSE(is_dns_only(Reason::allowed_domain));
   for (Reason reason : kAllReasons) CHECK(reason_from_string(to_string(reason)) == reason);
