@@ -134,7 +134,36 @@ const CompatPlatform& e2b_platform() {
     p.not_an_object = "body must be a JSON object";
     p.translate = [error = p.error](const json& body, SandboxSpec spec) -> Translation {
       std::vector<std::string> allow, deny;
+      // rules: {"host": [{"transform": {"headers": {...}}}, ...]}: per-host request transforms
+      // (a rule grants no egress). The whole network configuration is replaced: no rules, no
+      // transforms. Secrets (${e2b.secrets.NAME}) come from PUT /v1/sandboxes/{id}/secrets.
+      spec.transforms.clear();
       for (const auto& [key, value] : body.items()) {
+        if (key == "rules") {
+          if (!value.is_object()) return error(400, "rules must be an object of host: [rules]");
+          for (const auto& [host, list] : value.items()) {
+            std::string field = "rules." + host;
+            if (!list.is_array()) return error(400, field + " must be a list of rules");
+            for (size_t i = 0; i < list.size(); ++i) {
+              std::string at = field + "[" + std::to_string(i) + "]";
+              if (!list[i].is_object()) return error(400, at + " must be an object");
+              Transform transform;
+              transform.hosts = {host};
+              for (const auto& [rule_key, rule_value] : list[i].items()) {
+                if (rule_key != "transform") return error(400, at + "." + rule_key + ": unknown field");
+                if (!rule_value.is_object()) return error(400, at + ".transform must be an object");
+                for (const auto& [t_key, t_value] : rule_value.items()) {
+                  if (t_key != "headers")
+                    return error(400, at + ".transform." + t_key + ": unknown field");
+                  if (auto problem = string_pairs(t_value, at + ".transform.headers", transform.headers))
+                    return error(400, problem->field + ": " + problem->message);
+                }
+              }
+              spec.transforms.push_back(std::move(transform));
+            }
+          }
+          continue;
+        }
         auto list = strings_of(value);
         if (key != "allowOut" && key != "denyOut")
           return error(400, "unknown field \"" + key + "\"");
@@ -445,6 +474,63 @@ const CompatPlatform& blaxel_platform() {
               400, "spec.network.egress.mode: \"" + mode + "\" is not \"dedicated\" or \"shared\"");
         }
       }
+      // spec.network.proxy {routing: [ProxyTarget], bypass: [...]}: request transforms; the
+      // targets' secrets are write-only and join the sandbox's. Absent: unchanged.
+      if (const json* proxy = object_at(network, "proxy")) {
+        if (!proxy->is_object()) return error(400, "spec.network.proxy must be an object");
+        spec.transforms.clear();
+        spec.bypass.clear();
+        Secrets given;
+        for (const auto& [key, value] : proxy->items()) {
+          std::string field = "spec.network.proxy." + key;
+          if (value.is_null()) continue;
+          if (key == "bypass") {
+            auto list = strings_of(value);
+            if (!list) return error(400, field + " must be a list of strings");
+            spec.bypass = *list;
+          } else if (key == "routing") {
+            if (!value.is_array()) return error(400, field + " must be a list of ProxyTarget");
+            for (size_t i = 0; i < value.size(); ++i) {
+              std::string at = field + "[" + std::to_string(i) + "]";
+              const json& target = value[i];
+              if (!target.is_object()) return error(400, at + " must be an object");
+              Transform transform;
+              for (const auto& [t_key, t_value] : target.items()) {
+                std::string where = at + "." + t_key;
+                std::optional<FieldError> problem;
+                if (t_value.is_null()) continue;
+                if (t_key == "destinations") {
+                  auto list = strings_of(t_value);
+                  if (!list) return error(400, where + " must be a list of strings");
+                  transform.hosts = *list;
+                } else if (t_key == "headers") {
+                  problem = string_pairs(t_value, where, transform.headers);
+                } else if (t_key == "body") {
+                  problem = string_pairs(t_value, where, transform.body);
+                } else if (t_key == "secrets") {
+                  Secrets these;
+                  problem = secrets_from_json(t_value, where, these);
+                  for (const auto& [name, secret] : these) {
+                    auto [it, fresh] = given.emplace(name, secret);
+                    if (!fresh && it->second != secret)
+                      return error(400, where + "." + name +
+                                            ": another routing rule gives this secret another value");
+                  }
+                } else {
+                  return error(400, where + ": unknown field");
+                }
+                if (problem) return error(400, problem->field + ": " + problem->message);
+              }
+              if (transform.hosts.empty())
+                return error(400, at + ".destinations: name at least one destination (\"*\": all)");
+              spec.transforms.push_back(std::move(transform));
+            }
+          } else {
+            return error(400, field + ": unknown field");
+          }
+        }
+        for (auto& [name, secret] : given) spec.secrets[name] = std::move(secret);
+      }
       if (!lists[0].empty()) {
         spec.default_verdict = Verdict::deny;
         spec.allow = lists[0];
@@ -468,6 +554,16 @@ const CompatPlatform& blaxel_platform() {
         } else if (answer["spec"]["network"].contains("egress")) {
           answer["spec"]["network"]["egress"] = {{"mode", "shared"}};
         }
+      }
+      // Secrets are write-only: the echoed routing rules lose them.
+      if (answer.contains("spec") && answer["spec"].is_object() &&
+          answer["spec"].contains("network") && answer["spec"]["network"].is_object() &&
+          answer["spec"]["network"].contains("proxy") &&
+          answer["spec"]["network"]["proxy"].is_object() &&
+          answer["spec"]["network"]["proxy"].contains("routing") &&
+          answer["spec"]["network"]["proxy"]["routing"].is_array()) {
+        for (json& target : answer["spec"]["network"]["proxy"]["routing"])
+          if (target.is_object()) target.erase("secrets");
       }
       answer["status"] = "DEPLOYED";
       return reply(200, answer);

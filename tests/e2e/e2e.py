@@ -24,8 +24,10 @@ ORIGIN_LOG = os.path.join(WORK, "origin.log")
 NGINX_LOG = os.path.join(WORK, "nginx-access.log")
 ALL_REASONS = ("allowed_domain allowed_address default_allow audit_allow denied_domain denied_address default_deny "
                "guarded_destination unknown_source no_sni malformed_tls hello_too_large not_tls not_http "
-               "malformed_host peek_timeout dns_mismatch dns_failure connect_failed connection_limit revoked").split()
-NAMES = ["api.github.com", "gist.github.com", "pypi.org", "evil.example", "www.example.org", "big.example.org"]
+               "malformed_host peek_timeout dns_mismatch dns_failure connect_failed connection_limit revoked "
+               "upstream_untrusted missing_secret").split()
+NAMES = ["api.github.com", "gist.github.com", "pypi.org", "evil.example", "www.example.org", "big.example.org",
+         "secret.github.com", "nosecret.github.com"]
 processes = []
 
 
@@ -67,6 +69,12 @@ def cleanup():
         except ProcessLookupError:
             pass
     sh(f"bash {HERE}/topology.sh down {P}", check=False)
+    if os.path.exists(f"/etc/netns/{P}sbx1/hosts"):
+        os.unlink(f"/etc/netns/{P}sbx1/hosts")
+        try:
+            os.rmdir(f"/etc/netns/{P}sbx1")
+        except OSError:
+            pass
     if os.path.exists(NETNS_RESOLV):
         os.unlink(NETNS_RESOLV)
         try:
@@ -149,6 +157,7 @@ gateways:   # dedicated egress: addresses the test puts on the proxy host, a mar
   gw-v4only: {{ source: ["198.18.5.1"] }}
   gw-mark: {{ mark: 0x20 }}
 limits: {{ max_peek_bytes: 16384, max_connections_per_sandbox: 40 }}
+intercept: {{ upstream_ca: {WORK}/cert.pem }}   # the origins' test certificate is the only trust anchor
 access_log: {ACCESS_LOG}
 guard: {{ deny: ["10.200.0.0/16", "fd00:200::/40"] }}   # the built-in floor (loopback, metadata...) holds without listing it
 sandboxes:
@@ -189,6 +198,8 @@ def setup():
     sans = ",".join("DNS:" + n for n in NAMES)
     sh(f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd-test -addext subjectAltName={sans} "
        f"-keyout {WORK}/key.pem -out {WORK}/cert.pem")
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=rogue -addext subjectAltName=DNS:rogue.github.com "
+       f"-keyout {WORK}/rogue-key.pem -out {WORK}/rogue-cert.pem")
     sh(f"head -c {256 << 20} /dev/urandom > {WORK}/big.bin")
     with open(f"{WORK}/nginx.conf", "w") as f:
         f.write(f"""
@@ -214,7 +225,8 @@ http {{
 }}
 """)
     start(f"ip netns exec {P}net nginx -c {WORK}/nginx.conf -p {WORK}", "nginx")
-    start(f"ip netns exec {P}net python3 {HERE}/origin.py {ORIGIN_LOG} 198.18.0.10 198.18.0.11 198.18.0.12 fd00:198::11",
+    start(f"ORIGIN_TLS={WORK}/cert.pem:{WORK}/key.pem ORIGIN_ROGUE={WORK}/rogue-cert.pem:{WORK}/rogue-key.pem "
+          f"ip netns exec {P}net python3 {HERE}/origin.py {ORIGIN_LOG} 198.18.0.10 198.18.0.11 198.18.0.12 fd00:198::11",
           "origin")
     start_dnsmasq()
     os.makedirs(os.path.dirname(NETNS_RESOLV), exist_ok=True)
@@ -246,6 +258,9 @@ DNS_RECORDS = {
     "body.github.com": ["198.18.0.11"], "ws.github.com": ["198.18.0.11"], "attacker.github.com": ["198.18.0.12"],
     "db.corp.example": ["198.18.0.11"], "inside.internal.example": ["198.18.0.11"], "remembered.github.com": ["198.18.0.10"],
     "looked-up.github.com": ["198.18.0.10"], "metadata.example.org": ["169.254.169.254"],
+    "secret.github.com": ["198.18.0.11", "fd00:198::11"], "nosecret.github.com": ["198.18.0.11"],
+    "rogue.github.com": ["198.18.0.11"], "wrongname.github.com": ["198.18.0.11"], "bypass.github.com": ["198.18.0.11"],
+    "other.github.com": ["198.18.0.11"],
 }
 DNSMASQ_LOG = os.path.join(WORK, "dnsmasq-queries.log")
 # The proxy host's resolver configuration as `ip netns exec` shows it to egressd: a search list
@@ -1219,6 +1234,208 @@ def dns_filter_audit_mode_answers_with_would_deny_and_odd_bytes_never_stop_it():
             assert records_of_this_test(proto="dns", reason="malformed_query")
     finally:
         api("DELETE", "/v1/sandboxes/dnsonly")
+
+
+# ---------------------------------------------------------------- request transforms
+
+SECRET = "sk-test-3f9a1c0d"  # what egressd puts on the wire; the sandbox never holds it
+BODY_SECRET = "sk-live-77e2b4aa"
+EGRESS_CA = os.path.join(WORK, "egressd-ca.pem")
+SANDBOX_HOSTS = f"/etc/netns/{P}sbx1/hosts"  # what Python's resolver in sbx1 reads
+
+
+def origin_requests(**match):
+    try:
+        lines = open(ORIGIN_LOG + ".requests").read().splitlines()
+    except FileNotFoundError:
+        return []
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if all(r.get(k) == v if k != "host" else r["headers"].get("host", "").split(":")[0] == v
+                                      for k, v in match.items())]
+
+
+def echoed(out):
+    """The JSON answers of the TLS echo origin, one per request, from curl's output."""
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@contextlib.contextmanager
+def sandbox_one_with(**extra):
+    """Sandbox one with its policy plus `extra` (transforms, secrets...); restored after."""
+    code, before = api("GET", "/v1/sandboxes/one")
+    assert code == 200, before
+    policy = {k: before[k] for k in ("sources", "egress", "mode")}
+    try:
+        if extra:
+            code, body = api("PUT", "/v1/sandboxes/one", dict(policy, **extra))
+            assert code == 200, body
+        code, pem = 0, sh(f"curl -s --unix-socket {RUN}/control.sock http://egressd/v1/ca.pem").stdout
+        assert pem.startswith("-----BEGIN CERTIFICATE-----"), pem
+        with open(EGRESS_CA, "w") as f:
+            f.write(pem)
+        os.makedirs(os.path.dirname(SANDBOX_HOSTS), exist_ok=True)
+        with open(SANDBOX_HOSTS, "w") as f:
+            f.write("127.0.0.1 localhost\n198.18.0.11 secret.github.com nosecret.github.com rogue.github.com\n")
+        yield policy
+    finally:
+        api("PUT", "/v1/sandboxes/one", dict(policy, secrets={}))
+        if os.path.exists(SANDBOX_HOSTS):
+            os.unlink(SANDBOX_HOSTS)
+
+
+def issuer_seen(sandbox, name, ip):
+    r = ns(sandbox, f"sh -c 'echo | timeout 5 openssl s_client -connect {ip}:443 -servername {name} 2>/dev/null'",
+           check=False, timeout=15)
+    found = re.search(r"issuer=(.*)", r.stdout)
+    return found.group(1) if found else r.stdout[-300:]
+
+
+@test
+def transforms_put_the_secret_on_the_wire_and_nowhere_else():
+    transforms = [{"hosts": ["secret.github.com"], "headers": {"Authorization": "Bearer {{SECRET:openai}}",
+                                                               "X-Org": "org-{{SECRET:org}}-x"}}]
+    with sandbox_one_with(transforms=transforms, secrets={"openai": SECRET, "org": "o1"}, bypass=["bypass.github.com"]):
+        code, got = api("GET", "/v1/sandboxes/one")
+        assert code == 200 and got["secret_names"] == ["openai", "org"] and got["transforms"] == transforms, got
+        # curl trusts egressd's CA; two requests on one connection: both get the secret.
+        out = curl("sbx1", f"--cacert {EGRESS_CA} -H 'Authorization: Bearer placeholder' "
+                           "https://secret.github.com/first https://secret.github.com/second")
+        answers = echoed(out.stdout)
+        assert len(answers) == 2, out.stdout + out.stderr
+        for answer in answers:
+            assert answer["headers"]["authorization"] == "Bearer " + SECRET, answer
+            assert answer["headers"]["x-org"] == "org-o1-x", answer
+        assert answers[0]["peer"] == answers[1]["peer"], answers  # one upstream connection
+        record = last_record(sandbox="one", name="secret.github.com", port=443)
+        assert record["intercepted"] is True and record["reason"] == "allowed_domain", record
+        # Python (requests and http.client/urllib's stack), resolving through /etc/hosts.
+        py = ("import json, requests, ssl, http.client\n"
+              f"r = requests.get('https://secret.github.com/requests', verify='{EGRESS_CA}', "
+              "headers={'Authorization': 'Bearer nope'}, timeout=10)\n"
+              "print(json.dumps(r.json()['headers']))\n"
+              f"ctx = ssl.create_default_context(cafile='{EGRESS_CA}')\n"
+              "c = http.client.HTTPSConnection('secret.github.com', context=ctx, timeout=10)\n"
+              "c.request('GET', '/urllib'); print(json.dumps(json.loads(c.getresponse().read())['headers']))\n")
+        r = ns("sbx1", f"python3 -c \"{py}\"", check=False)
+        lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+        assert len(lines) == 2 and all(h["authorization"] == "Bearer " + SECRET for h in lines), r.stdout + r.stderr
+        # IPv6 too.
+        out = curl("sbx1", f"--cacert {EGRESS_CA} --resolve secret.github.com:443:[fd00:198::11] https://secret.github.com/v6")
+        assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer " + SECRET, out.stdout + out.stderr
+        # Another Host on the intercepted connection: allowed, but the secret is not for it.
+        out = curl("sbx1", f"--cacert {EGRESS_CA} -H 'Host: other.github.com' -H 'Authorization: Bearer mine' "
+                           "https://secret.github.com/elsewhere")
+        assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer mine", out.stdout + out.stderr
+        # Port 80: the same injection without TLS.
+        out = curl("sbx1", "-H 'Authorization: Bearer placeholder' http://secret.github.com/plain")
+        assert "host secret.github.com" in out.stdout, out.stdout + out.stderr
+        assert origin_requests(port=80, path="/plain")[-1]["headers"]["authorization"] == "Bearer " + SECRET
+        # Names without a transform, and bypassed names, are spliced: the sandbox sees the
+        # origin's own certificate. The transform's name sees egressd's.
+        assert "egressd-test" in issuer_seen("sbx1", "api.github.com", "198.18.0.10")
+        assert "egressd-test" in issuer_seen("sbx1", "bypass.github.com", "198.18.0.11")
+        assert "egressd interception CA" in issuer_seen("sbx1", "secret.github.com", "198.18.0.11")
+        # A restart reopens the sealed secrets (state_dir holds them encrypted only).
+        stop_egressd()
+        start_egressd()
+        out = curl("sbx1", f"--cacert {EGRESS_CA} https://secret.github.com/after-restart")
+        assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer " + SECRET, out.stdout + out.stderr
+        state = open(f"{RUN}/state/sandboxes/one.json").read()
+        assert "sealed_secrets" in state and SECRET not in state
+        assert oct(os.stat(f"{RUN}/state/ca/secrets.key").st_mode & 0o777) == "0o600"
+        assert oct(os.stat(f"{RUN}/state/ca/ca.key").st_mode & 0o777) == "0o600"
+        # Nowhere in clear: no answer, state file, log line or metric.
+        wait_for(lambda: last_record(name="secret.github.com", port=443), "the access log")
+        places = {"GET": json.dumps(api("GET", "/v1/sandboxes/one")[1]) + json.dumps(api("GET", "/v1/sandboxes")[1]),
+                  "metrics": metrics(), "access log": open(ACCESS_LOG).read(), "egressd's log": open(EGRESSD_ERR).read(),
+                  "denials": json.dumps(api("GET", "/v1/denials")[1])}
+        places["state_dir"] = "".join(open(os.path.join(d, f), "rb").read().decode("latin1")
+                                      for d, _, files in os.walk(f"{RUN}/state") for f in files)
+        for where, text in places.items():
+            assert SECRET not in text and BODY_SECRET not in text, where
+
+
+@test
+def intercepted_origins_are_verified_and_placeholders_need_their_secret():
+    transforms = [{"hosts": ["rogue.github.com", "wrongname.github.com"], "headers": {"Authorization": "{{SECRET:a}}"}},
+                  {"hosts": ["nosecret.github.com"], "headers": {"X-Key": "${e2b.secrets.never_set}"}}]
+    with sandbox_one_with(transforms=transforms, secrets={"a": SECRET}):
+        # A CA egressd does not trust, and a certificate that does not name the host: refused
+        # with an alert before the sandbox's handshake is answered; no request reaches them.
+        for name in ("rogue.github.com", "wrongname.github.com"):
+            out = curl("sbx1", f"--cacert {EGRESS_CA} --resolve {name}:443:198.18.0.11 https://{name}/")
+            assert out.returncode != 0 and "alert access denied" in out.stderr, (name, out.stderr)
+            assert last_record(sandbox="one", name=name)["reason"] == "upstream_untrusted"
+            assert not origin_requests(host=name)
+        assert "intercepted origin rogue.github.com" in open(EGRESSD_ERR).read()
+        # A placeholder whose secret is not set: 403 missing_secret, nothing sent.
+        out = curl("sbx1", f"-i --cacert {EGRESS_CA} https://nosecret.github.com/")
+        assert "403" in out.stdout.splitlines()[0] and "X-Egress-Denied: missing_secret" in out.stdout, out.stdout
+        assert last_record(sandbox="one", name="nosecret.github.com", port=443)["reason"] == "missing_secret"
+        out = curl("sbx1", "-i http://nosecret.github.com/")
+        assert "X-Egress-Denied: missing_secret" in out.stdout, out.stdout
+        assert not origin_requests(host="nosecret.github.com")
+        # Set it: the next request goes, with it.
+        code, _ = api("PUT", "/v1/sandboxes/one/secrets", {"never_set": "now-set"})
+        assert code == 204
+        out = curl("sbx1", f"--cacert {EGRESS_CA} https://nosecret.github.com/")
+        assert echoed(out.stdout)[0]["headers"]["x-key"] == "now-set", out.stdout + out.stderr
+        # Hostile API input changes nothing and never echoes a value.
+        for bad in ({"transforms": [{"hosts": ["*.com"], "headers": {"A": "b"}}]},
+                    {"transforms": [{"hosts": ["x.github.com"], "headers": {"Host": "b"}}]},
+                    {"transforms": [{"hosts": ["x.github.com"], "headers": {"Bad Name": "b"}}]},
+                    {"transforms": [{"hosts": ["x.github.com"], "headers": {"A": "{{SECRET:unclosed"}}]},
+                    {"secrets": {"k": "line\nbreak" + SECRET}}):
+            code, body = api("PUT", "/v1/sandboxes/one", dict(sources=["10.200.1.2", "fd00:200:1::2"], **bad))
+            assert code == 400 and SECRET not in json.dumps(body), body
+        assert api("PUT", "/v1/sandboxes/nobody/secrets", {"a": "b"})[0] == 404
+        assert api("PUT", "/v1/sandboxes/one/secrets", {"bad name": "b"})[0] == 400
+
+
+@test
+def compatible_transforms_e2b_rules_and_blaxel_routing_with_body_injection():
+    with sandbox_one_with() as policy:
+        assert api("PUT", "/v1/sandboxes/one/secrets", {"openai": SECRET})[0] == 204
+        # E2B: rules keyed by host, ${e2b.secrets.NAME}; a rule grants no egress by itself.
+        code, _ = api("PUT", "/sandboxes/one/network", {"allowOut": ["secret.github.com"], "denyOut": ["0.0.0.0/0"],
+                      "rules": {"secret.github.com": [{"transform": {"headers": {"X-Api-Key": "${e2b.secrets.openai}"}}}],
+                                "api.github.com": [{"transform": {"headers": {"X-Api-Key": "x"}}}]}})
+        assert code == 204
+        out = curl("sbx1", f"--cacert {EGRESS_CA} https://secret.github.com/e2b")
+        assert echoed(out.stdout)[0]["headers"]["x-api-key"] == SECRET, out.stdout + out.stderr
+        assert https("sbx1", "api.github.com").returncode == 35  # a rule is no allowOut
+        # Blaxel: routing with body fields and the rule's own secrets; they never come back.
+        routing = [{"destinations": ["secret.github.com"], "headers": {"Authorization": "Bearer {{SECRET:openai}}"},
+                    "body": {"api_key": "{{SECRET:stripe-key}}"}, "secrets": {"stripe-key": BODY_SECRET}}]
+        code, answer = api("PUT", "/v0/sandboxes/one", {"spec": {"network": {"allowedDomains": ["*.github.com"],
+                           "proxy": {"routing": routing, "bypass": ["bypass.github.com"]}}}})
+        assert code == 200 and BODY_SECRET not in json.dumps(answer), answer
+        assert "secrets" not in answer["spec"]["network"]["proxy"]["routing"][0], answer
+        got = api("GET", "/v1/sandboxes/one")[1]
+        assert got["bypass"] == ["bypass.github.com"] and got["secret_names"] == ["openai", "stripe-key"], got
+        # Content-Length and chunked JSON bodies, from curl and from Python requests.
+        out = curl("sbx1", f"--cacert {EGRESS_CA} -H 'Content-Type: application/json' -d '{{\"model\":\"m1\",\"api_key\":\"fake\"}}' "
+                           "https://secret.github.com/v1/charges")
+        answer = echoed(out.stdout)[0]
+        assert json.loads(answer["body"]) == {"model": "m1", "api_key": BODY_SECRET}, answer
+        assert answer["headers"]["content-length"] == str(len(answer["body"])), answer
+        assert answer["headers"]["authorization"] == "Bearer " + SECRET, answer
+        out = curl("sbx1", f"--cacert {EGRESS_CA} -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' "
+                           "-d '{\"n\":[1,2,3]}' https://secret.github.com/chunked")
+        answer = echoed(out.stdout)[0]
+        assert json.loads(answer["body"]) == {"n": [1, 2, 3], "api_key": BODY_SECRET}, answer
+        assert "transfer-encoding" not in answer["headers"], answer
+        py = ("import requests\n"
+              f"s = requests.Session(); ca = '{EGRESS_CA}'\n"
+              "for i in range(2): print(s.post('https://secret.github.com/py', json={'i': i}, verify=ca, timeout=10).text.strip())\n"
+              "print(s.post('https://secret.github.com/text', data='plain text', verify=ca, timeout=10).text.strip())\n")
+        r = ns("sbx1", f"python3 -c \"{py}\"", check=False)
+        answers = echoed(r.stdout)
+        assert [json.loads(a["body"]) for a in answers[:2]] == [{"i": 0, "api_key": BODY_SECRET},
+                                                                {"i": 1, "api_key": BODY_SECRET}], r.stdout + r.stderr
+        assert answers[0]["peer"] == answers[1]["peer"], answers  # keep-alive: one connection, both edited
+        assert answers[2]["body"] == "plain text", answers  # not JSON: the body goes as it came
+        assert "egressd-test" in issuer_seen("sbx1", "bypass.github.com", "198.18.0.11")
 
 
 # ---------------------------------------------------------------- dedicated egress addresses

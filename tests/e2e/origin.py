@@ -11,10 +11,15 @@ Each listens on ADDRESS:PORT for the address families given, and behaves by port
        chunked, Expect: 100-continue), keeps connections alive, logs "80 HOST METHOD PATH N"
        per request, and answers an upgrade request (Connection: upgrade + Upgrade) with
        101 Switching Protocols, then echoes raw bytes; "/no-upgrade" declines with a 200.
+  443  (198.18.0.11, fd00:198::11) the same HTTP/1.1 origin over TLS, with the certificate
+       ORIGIN_TLS names (rogue.github.com gets ORIGIN_ROGUE's: a CA nobody trusts); it answers
+       each request with JSON of what it received: method, path, headers, body, peer
+Port 80 and 443 requests are also appended to LOG.requests as one JSON line each (port, peer,
+method, path, lower-cased headers, body) so tests can see exactly what reached the origin.
 Every accepted connection is appended to LOG as "port peer" lines so tests can tell whether
 the origin ever saw a connection.
 """
-import hashlib, socket, struct, sys, threading
+import hashlib, json, os, socket, ssl, struct, sys, threading
 
 log_path = sys.argv[1]
 addresses = sys.argv[2:]
@@ -42,8 +47,14 @@ def read_line(f):
     return line
 
 
-def http_origin(conn):
+def log_request(record):
+    with log_lock, open(log_path + ".requests", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def http_origin(conn, port=80):
     """One keep-alive HTTP/1.1 connection; the body is read whole before any answer."""
+    peer = conn.getpeername()
     f = conn.makefile("rb")
     while True:
         request = f.readline(65537)
@@ -70,7 +81,10 @@ def http_origin(conn):
         else:
             body = f.read(int(headers.get("content-length", "0")))
         host = headers.get("host", "-")
-        log(80, f"{host} {method} {path} {len(body)}")
+        log(port, f"{host} {method} {path} {len(body)}")
+        record = {"port": port, "peer": f"{peer[0]}:{peer[1]}", "method": method, "path": path,
+                  "headers": headers, "body": body.decode("utf-8", "replace")}
+        log_request(record)
         upgrade = "upgrade" in headers.get("connection", "").lower() and "upgrade" in headers
         if upgrade and path != "/no-upgrade":
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "
@@ -81,6 +95,8 @@ def http_origin(conn):
                     return
                 conn.sendall(data)
         answer = f"{method} {path} host {host} got {len(body)} {hashlib.sha256(body).hexdigest()[:16]}\n"
+        if port == 443:
+            answer = json.dumps(record) + "\n"
         conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(answer)}\r\n\r\n{answer}".encode())
 
 
@@ -88,6 +104,9 @@ def handle(conn, port):
     try:
         if port == 80:
             http_origin(conn)
+        elif port == 443:
+            conn = TLS.wrap_socket(conn, server_side=True)
+            http_origin(conn, 443)
         elif port == 9000:
             while True:
                 data = conn.recv(65536)
@@ -128,8 +147,21 @@ def serve(address, port):
 for address in addresses:
     for port in (9000, 9001, 9002, 9003):
         threading.Thread(target=serve, args=(address, port), daemon=True).start()
+TLS = None
+if os.environ.get("ORIGIN_TLS"):
+    TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    TLS.load_cert_chain(*os.environ["ORIGIN_TLS"].split(":"))
+    ROGUE = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ROGUE.load_cert_chain(*os.environ["ORIGIN_ROGUE"].split(":"))
+
+    def by_name(sock, name, _context):
+        if name == "rogue.github.com":
+            sock.context = ROGUE
+    TLS.sni_callback = by_name
 for address in ("198.18.0.11", "fd00:198::11"):
     if address in addresses:
         threading.Thread(target=serve, args=(address, 80), daemon=True).start()
+        if TLS:
+            threading.Thread(target=serve, args=(address, 443), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
