@@ -74,9 +74,7 @@ void HttpGate::allow(const RequestEdit* edit) {
       requests_.capture_body(true);
       return;  // safe_ stays before the head until the body has ended
     }
-    std::string head_text(buffer_.begin() + static_cast<std::ptrdiff_t>(safe_),
-                          buffer_.begin() + static_cast<std::ptrdiff_t>(parsed_));
-    replace(safe_, parsed_, edit_head(head_text, *edit));
+    replace(safe_, parsed_, edit_head(requests_.parsed_head(), *edit));
   }
   safe_ = parsed_;
 }
@@ -84,17 +82,16 @@ void HttpGate::allow(const RequestEdit* edit) {
 void HttpGate::release_held(bool body_complete) {
   holding_ = false;
   requests_.capture_body(false);
-  std::string head_text(buffer_.begin() + static_cast<std::ptrdiff_t>(head_start_),
-                        buffer_.begin() + static_cast<std::ptrdiff_t>(head_end_));
+  ParsedHead head = requests_.parsed_head();  // still this request's: it has just ended
   std::string& body = requests_.body();
   if (body_complete) {
     // The whole body, de-chunked: edited when it is a JSON object, else as it came; framed by
     // egressd with a Content-Length either way.
     auto edited = edit_json_body(body, held_edit_);
     const std::string& out = edited ? *edited : body;
-    replace(head_start_, parsed_, edit_head(head_text, held_edit_, out.size()) + out);
+    replace(head_start_, parsed_, edit_head(head, held_edit_, out.size()) + out);
   } else {
-    replace(head_start_, head_end_, edit_head(head_text, held_edit_));
+    replace(head_start_, head_end_, edit_head(head, held_edit_));
   }
   body.clear();
   body.shrink_to_fit();

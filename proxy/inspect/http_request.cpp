@@ -82,6 +82,9 @@ int HttpRequestParser::on_message_begin(llhttp_t* parser) {
   p.host_.clear();
   p.host_count_ = 0;
   p.content_type_.clear();
+  p.field_bytes_.clear();
+  p.fields_.clear();
+  p.in_field_name_ = false;
   p.expect_continue_ = false;
   p.field_.clear();
   p.value_.clear();
@@ -102,12 +105,27 @@ int HttpRequestParser::on_header_field(llhttp_t* parser, const char* at, size_t 
     p.field_done_ = false;
   }
   p.field_.append(at, length);
+  if (!p.in_field_name_) {
+    p.fields_.push_back(Field{static_cast<uint32_t>(p.field_bytes_.size()), 0, 0, 0});
+    p.in_field_name_ = true;
+  }
+  p.field_bytes_.append(at, length);  // bounded by the head cap, like the head itself
+  p.fields_.back().name_length += static_cast<uint32_t>(length);
   return 0;
 }
 
 int HttpRequestParser::on_header_value(llhttp_t* parser, const char* at, size_t length) {
   HttpRequestParser& p = self(parser);
   p.field_done_ = true;
+  if (!p.fields_.empty()) {
+    Field& field = p.fields_.back();
+    if (p.in_field_name_) {
+      p.in_field_name_ = false;
+      field.value_at = static_cast<uint32_t>(p.field_bytes_.size());
+    }
+    p.field_bytes_.append(at, length);
+    field.value_length += static_cast<uint32_t>(length);
+  }
   if (iequals(p.field_, "host") || iequals(p.field_, "content-type") || iequals(p.field_, "expect"))
     p.value_.append(at, length);  // within the head cap, like every head byte
   return 0;
@@ -116,6 +134,7 @@ int HttpRequestParser::on_header_value(llhttp_t* parser, const char* at, size_t 
 int HttpRequestParser::on_header_value_complete(llhttp_t* parser) {
   HttpRequestParser& p = self(parser);
   p.field_done_ = true;
+  p.in_field_name_ = false;  // a header with an empty value: the next name is a new field
   if (iequals(p.field_, "host")) {
     ++p.host_count_;
     p.host_ = p.value_;
@@ -205,6 +224,21 @@ bool HttpRequestParser::finish_head() {
   head_.json = iequals(type, "application/json") ||
                (type.size() > 5 && iequals(type.substr(type.size() - 5), "+json"));
   return true;
+}
+
+ParsedHead HttpRequestParser::parsed_head() const {
+  ParsedHead head;
+  head.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  head.target = url_;
+  head.http_major = parser_.http_major;
+  head.http_minor = parser_.http_minor;
+  std::string_view bytes = field_bytes_;
+  head.headers.reserve(fields_.size());
+  for (const Field& field : fields_) {
+    head.headers.emplace_back(bytes.substr(field.name_at, field.name_length),
+                              bytes.substr(field.value_at, field.value_length));
+  }
+  return head;
 }
 
 HttpRequestParser::Event HttpRequestParser::refuse(Reason reason) {

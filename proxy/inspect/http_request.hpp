@@ -13,6 +13,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/ip.hpp"
 #include "core/reason.hpp"
@@ -30,6 +33,16 @@ struct RequestHead {
   bool has_body = false;     // Content-Length > 0 or chunked
   bool json = false;         // Content-Type application/json or */*+json
   bool expect_continue = false;  // Expect: 100-continue (the client waits before the body)
+};
+
+// The current request head as llhttp understood it: what an edited head is written from, so
+// the origin reads exactly the request egressd decided (llhttp's leniencies included).
+struct ParsedHead {
+  std::string_view method;
+  std::string_view target;
+  uint8_t http_major = 1;
+  uint8_t http_minor = 1;
+  std::vector<std::pair<std::string_view, std::string_view>> headers;  // as parsed, in order
 };
 
 class HttpRequestParser {
@@ -56,6 +69,8 @@ class HttpRequestParser {
   void upgrade_declined();
 
   const RequestHead& head() const { return head_; }
+  // Valid from head_complete until the next request begins.
+  ParsedHead parsed_head() const;
   // While on, the bodies' bytes (chunked framing removed) are appended to body(); the caller
   // bounds it and clears it.
   void capture_body(bool on) { capture_ = on; }
@@ -94,6 +109,13 @@ class HttpRequestParser {
   std::string url_;
   std::string host_;
   int host_count_ = 0;
+  // Every header of the current head: names and values in one arena (capacity kept).
+  struct Field {
+    uint32_t name_at, name_length, value_at, value_length;
+  };
+  std::string field_bytes_;
+  std::vector<Field> fields_;
+  bool in_field_name_ = false;
   std::string content_type_;
   bool expect_continue_ = false;
   bool capture_ = false;

@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <vector>
 
 namespace egressd {
 namespace {
@@ -16,39 +15,31 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::string edit_head(std::string_view head, const RequestEdit& edit,
+std::string edit_head(const ParsedHead& head, const RequestEdit& edit,
                       std::optional<size_t> content_length) {
-  std::vector<std::string_view> lines;
-  size_t at = 0;
-  while (at < head.size()) {
-    size_t end = head.find('\n', at);
-    if (end == std::string_view::npos) end = head.size();
-    std::string_view line = head.substr(at, end - at);
-    if (line.ends_with('\r')) line.remove_suffix(1);
-    at = end + 1;
-    if (line.empty() && lines.empty()) continue;  // the gap before a request line
-    if (line.empty()) break;                      // the blank line ends the head
-    lines.push_back(line);
-  }
   std::string out;
-  out.reserve(head.size() + 256);
-  bool dropping = false;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    std::string_view line = lines[i];
-    if (i > 0) {
-      if (line.front() == ' ' || line.front() == '\t') {  // obs-fold: part of the header above
-        if (dropping) continue;
-      } else {
-        std::string_view name = line.substr(0, line.find(':'));
-        dropping = std::any_of(edit.headers.begin(), edit.headers.end(),
-                               [&](const auto& header) { return iequals(header.first, name); });
-        if (content_length)
-          dropping =
-              dropping || iequals(name, "content-length") || iequals(name, "transfer-encoding");
-        if (dropping) continue;
-      }
-    }
-    out += line;
+  out.reserve(256 + head.target.size() + 64 * head.headers.size());
+  out.append(head.method);
+  out += ' ';
+  out.append(head.target);
+  out += " HTTP/";
+  out += static_cast<char>('0' + head.http_major % 10);
+  out += '.';
+  out += static_cast<char>('0' + head.http_minor % 10);
+  out += "\r\n";
+  for (const auto& field : head.headers) {
+    std::string_view name = field.first, value = field.second;
+    bool replaced = std::any_of(edit.headers.begin(), edit.headers.end(),
+                                [&](const auto& header) { return iequals(header.first, name); });
+    if (content_length)
+      replaced = replaced || iequals(name, "content-length") || iequals(name, "transfer-encoding");
+    if (replaced) continue;
+    out.append(name);
+    out += ": ";
+    // A folded or otherwise odd value llhttp let through is one line on the way out.
+    std::string_view text = value;
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+    for (char c : text) out += (c == '\r' || c == '\n') ? ' ' : c;
     out += "\r\n";
   }
   for (const auto& [name, value] : edit.headers) {

@@ -1335,11 +1335,6 @@ def transforms_put_the_secret_on_the_wire_and_nowhere_else():
         assert "egressd-test" in issuer_seen("sbx1", "api.github.com", "198.18.0.10")
         assert "egressd-test" in issuer_seen("sbx1", "bypass.github.com", "198.18.0.11")
         assert "egressd interception CA" in issuer_seen("sbx1", "secret.github.com", "198.18.0.11")
-        # A restart reopens the sealed secrets (state_dir holds them encrypted only).
-        stop_egressd()
-        start_egressd()
-        out = curl("sbx1", f"--cacert {EGRESS_CA} https://secret.github.com/after-restart")
-        assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer " + SECRET, out.stdout + out.stderr
         state = open(f"{RUN}/state/sandboxes/one.json").read()
         assert "sealed_secrets" in state and SECRET not in state
         assert oct(os.stat(f"{RUN}/state/ca/secrets.key").st_mode & 0o777) == "0o600"
@@ -1928,6 +1923,19 @@ def restart_keeps_api_policies():
     # A new policy after the restart gets a higher generation than any before it.
     code, body = api("PUT", "/v1/sandboxes/one", {k: v for k, v in before.items() if k in ("sources", "egress", "mode")})
     assert code == 200 and body["generation"] > before["generation"], body
+
+
+@test
+def sealed_secrets_and_the_ca_survive_a_restart():
+    transforms = [{"hosts": ["secret.github.com"], "headers": {"Authorization": "Bearer {{SECRET:openai}}"}}]
+    with sandbox_one_with(transforms=transforms, secrets={"openai": SECRET}):
+        ca_before = open(EGRESS_CA).read()
+        stop_egressd()
+        start_egressd()
+        assert sh(f"curl -s --unix-socket {RUN}/control.sock http://egressd/v1/ca.pem").stdout == ca_before
+        out = curl("sbx1", f"--cacert {EGRESS_CA} https://secret.github.com/after-restart")
+        assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer " + SECRET, out.stdout + out.stderr
+        assert "does not open" not in open(EGRESSD_ERR).read()
 
 
 @test

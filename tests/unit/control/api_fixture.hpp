@@ -17,6 +17,7 @@ struct ApiFixture {
   std::string dir;
   Config config;
   std::unique_ptr<Shared> shared;
+  SecretBox box = SecretBox::ephemeral();
   std::unique_ptr<StateDir> state;
   std::unique_ptr<ControlApi> api;
 
@@ -24,7 +25,7 @@ struct ApiFixture {
     char pattern[] = "/tmp/egressd-api-XXXXXX";
     dir = mkdtemp(pattern);
     shared = std::make_unique<Shared>(Settings::from(config));
-    state = std::make_unique<StateDir>(state_subdir.empty() ? dir : dir + "/" + state_subdir);
+    state = std::make_unique<StateDir>(state_subdir.empty() ? dir : dir + "/" + state_subdir, &box);
     REQUIRE(state->prepare().empty());
     api = std::make_unique<ControlApi>(shared->control(), *state);
   }
