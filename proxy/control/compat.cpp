@@ -150,12 +150,14 @@ const CompatPlatform& e2b_platform() {
               Transform transform;
               transform.hosts = {host};
               for (const auto& [rule_key, rule_value] : list[i].items()) {
-                if (rule_key != "transform") return error(400, at + "." + rule_key + ": unknown field");
+                if (rule_key != "transform")
+                  return error(400, at + "." + rule_key + ": unknown field");
                 if (!rule_value.is_object()) return error(400, at + ".transform must be an object");
                 for (const auto& [t_key, t_value] : rule_value.items()) {
                   if (t_key != "headers")
                     return error(400, at + ".transform." + t_key + ": unknown field");
-                  if (auto problem = string_pairs(t_value, at + ".transform.headers", transform.headers))
+                  if (auto problem =
+                          string_pairs(t_value, at + ".transform.headers", transform.headers))
                     return error(400, problem->field + ": " + problem->message);
                 }
               }
@@ -513,8 +515,9 @@ const CompatPlatform& blaxel_platform() {
                   for (const auto& [name, secret] : these) {
                     auto [it, fresh] = given.emplace(name, secret);
                     if (!fresh && it->second != secret)
-                      return error(400, where + "." + name +
-                                            ": another routing rule gives this secret another value");
+                      return error(400,
+                                   where + "." + name +
+                                       ": another routing rule gives this secret another value");
                   }
                 } else {
                   return error(400, where + ": unknown field");
