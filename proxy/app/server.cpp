@@ -101,12 +101,12 @@ int run_server(Config config) {
     return 1;
   }
   shared.intercept.ca = std::get<std::shared_ptr<CertificateAuthority>>(authority);
-  auto upstream = upstream_context(config.intercept.upstream_ca);
+  auto upstream = UpstreamTls::open(config.intercept.upstream_ca);
   if (auto* error = std::get_if<std::string>(&upstream)) {
     log_line(*error);
     return 1;
   }
-  shared.intercept.upstream = std::get<std::shared_ptr<asio::ssl::context>>(upstream);
+  shared.intercept.upstream = std::get<std::shared_ptr<UpstreamTls>>(upstream);
   std::optional<SecretBox> box;
   if (ca_dir.empty()) {
     box = SecretBox::ephemeral();

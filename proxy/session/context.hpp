@@ -40,7 +40,7 @@ class OutcomeSink {
 // on an intercepted connection, and the context that verifies the origin behind it.
 struct Interception {
   std::shared_ptr<CertificateAuthority> ca;
-  std::shared_ptr<asio::ssl::context> upstream;
+  std::shared_ptr<UpstreamTls> upstream;
 };
 
 struct SessionContext {

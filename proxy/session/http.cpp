@@ -77,6 +77,10 @@ asio::awaitable<void> Session::run_http() {
   ex.intercept = sandbox_ && !sandbox_->policy->transforms_for(name_).empty();
   ex.connection_name = name_;
   intercepted_ = ex.intercept;
+  // Without TLS the only proof of where a secret goes is the name's DNS answers: with
+  // dns.verify off the sandbox chooses the address, so no secret is sent there.
+  if (ex.intercept && settings_->dns_verify == DnsVerify::off)
+    co_return co_await deny(Reason::upstream_untrusted);
   RequestEdit edit;
   if (!request_edit(ex, edit) && enforced(Reason::missing_secret))
     co_return co_await deny(Reason::missing_secret);

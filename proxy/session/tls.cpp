@@ -109,6 +109,9 @@ asio::awaitable<void> Session::run_intercepted_tls() {
   TlsChannel origin(upstream_, ctx_.intercept.upstream->native_handle(), false);
   SSL_set_tlsext_host_name(origin.ssl(), name_.c_str());
   SSL_set1_host(origin.ssl(), name_.c_str());
+  // Sessions are per name and address: a ticket one origin issued is never offered to another.
+  ctx_.intercept.upstream->prepare(origin.ssl(),
+                                   name_ + "|" + dial_.value_or(destination_).to_string());
   std::string problem;
   bool timed_out = false;
   {

@@ -251,10 +251,27 @@ size_t CertificateAuthority::cached() const {
   return cache_.size();
 }
 
-std::variant<std::shared_ptr<asio::ssl::context>, std::string> upstream_context(
+namespace {
+
+// Where an upstream SSL keeps its cache key and its UpstreamTls (ex_data indexes, made once).
+int key_index() {
+  static int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
+                                          [](void*, void* data, CRYPTO_EX_DATA*, int, long, void*) {
+                                            delete static_cast<std::string*>(data);
+                                          });
+  return index;
+}
+int owner_index() {
+  static int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+}  // namespace
+
+std::variant<std::shared_ptr<UpstreamTls>, std::string> UpstreamTls::open(
     const std::string& upstream_ca) {
-  auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  SSL_CTX* ctx = context->native_handle();
+  std::shared_ptr<UpstreamTls> tls(new UpstreamTls());
+  SSL_CTX* ctx = tls->context_.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
@@ -264,7 +281,60 @@ std::variant<std::shared_ptr<asio::ssl::context>, std::string> upstream_context(
                    ? SSL_CTX_set_default_verify_paths(ctx)
                    : SSL_CTX_load_verify_locations(ctx, upstream_ca.c_str(), nullptr);
   if (loaded != 1) return "intercept.upstream_ca " + upstream_ca + ": " + openssl_error();
-  return context;
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_set_ex_data(ctx, owner_index(), tls.get());
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  return tls;
+}
+
+UpstreamTls::~UpstreamTls() {
+  for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+}
+
+void UpstreamTls::prepare(SSL* ssl, const std::string& key) {
+  SSL_set_ex_data(ssl, key_index(), new std::string(key));
+  SSL_SESSION* session = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto found = sessions_.find(key);
+    if (found == sessions_.end()) return;
+    session = found->second;
+    sessions_.erase(found);  // used once: TLS 1.3 tickets are single-use
+  }
+  SSL_set_session(ssl, session);
+  SSL_SESSION_free(session);  // SSL_set_session took its own reference
+}
+
+int UpstreamTls::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* key = static_cast<std::string*>(SSL_get_ex_data(ssl, key_index()));
+  auto* self = static_cast<UpstreamTls*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), owner_index()));
+  if (!key || !self) return 0;
+  std::lock_guard lock(self->mutex_);
+  auto [it, fresh] = self->sessions_.emplace(*key, session);
+  if (!fresh) {
+    SSL_SESSION_free(it->second);
+    it->second = session;
+    return 1;
+  }
+  self->order_.push_back(*key);
+  if (self->order_.size() > 2 * kMaxCached) {  // keys taken and cached again: rebuild the order
+    self->order_.clear();
+    for (const auto& [cached_key, cached] : self->sessions_) self->order_.push_back(cached_key);
+  }
+  while (self->sessions_.size() > kMaxCached && !self->order_.empty()) {
+    auto old = self->sessions_.find(self->order_.front());
+    self->order_.pop_front();
+    if (old != self->sessions_.end() && old->first != *key) {
+      SSL_SESSION_free(old->second);
+      self->sessions_.erase(old);
+    }
+  }
+  return 1;  // the cache keeps this reference
+}
+
+size_t UpstreamTls::cached() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
 }
 
 }  // namespace egressd

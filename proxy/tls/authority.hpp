@@ -46,8 +46,28 @@ class CertificateAuthority {
 };
 
 // The origin side: a client context that verifies against `upstream_ca` ("system": the
-// system trust store; else a PEM file). Error message when the file cannot be used.
-std::variant<std::shared_ptr<asio::ssl::context>, std::string> upstream_context(
-    const std::string& upstream_ca);
+// system trust store; else a PEM file), with a session cache per origin (name and address):
+// a resumed handshake skips the certificate chain, which is most of a full one's cost.
+// TLS 1.3 tickets are used once (taken from the cache when a connection starts; the
+// connection's own new ticket replaces it).
+class UpstreamTls {
+ public:
+  static std::variant<std::shared_ptr<UpstreamTls>, std::string> open(
+      const std::string& upstream_ca);
+  ~UpstreamTls();
+  SSL_CTX* native_handle() { return context_.native_handle(); }
+  // Before the handshake: remembers `key` for the tickets this connection gets, and resumes
+  // the session cached under it, if any.
+  void prepare(SSL* ssl, const std::string& key);
+  size_t cached() const;
+
+ private:
+  UpstreamTls() : context_(asio::ssl::context::tls_client) {}
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  asio::ssl::context context_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, SSL_SESSION*> sessions_;
+  std::deque<std::string> order_;
+};
 
 }  // namespace egressd

@@ -108,6 +108,6 @@ TEST_CASE(
   // Half a CA (a lost key) is refused rather than silently replaced.
   std::filesystem::remove(ca_dir + "/ca.key");
   CHECK(std::holds_alternative<std::string>(CertificateAuthority::open(ca_dir)));
-  CHECK(std::holds_alternative<std::string>(upstream_context(dir.path + "/missing.pem")));
-  CHECK(std::holds_alternative<std::shared_ptr<asio::ssl::context>>(upstream_context("system")));
+  CHECK(std::holds_alternative<std::string>(UpstreamTls::open(dir.path + "/missing.pem")));
+  CHECK(std::holds_alternative<std::shared_ptr<UpstreamTls>>(UpstreamTls::open("system")));
 }
