@@ -144,8 +144,13 @@ CheckAnswer check_request(const StoreSnapshot& store, const Guard& guard, Verdic
       }
     }
   }
-  return CheckAnswer{
-      200, decision_json(decision.verdict, decision.reason, decision.rule, decision.would_deny)};
+  auto answer =
+      decision_json(decision.verdict, decision.reason, decision.rule, decision.would_deny);
+  // On the inspected ports, an allowed name with a transform is intercepted.
+  if (decision.verdict == Verdict::allow && input.name &&
+      !sandbox->policy->transforms_for(name).empty())
+    answer["intercepted"] = true;
+  return CheckAnswer{200, answer};
 }
 
 }  // namespace egressd

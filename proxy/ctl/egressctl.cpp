@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -30,6 +31,9 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
                                   explain what egressd would decide
   check ID --host NAME --qtype A [--ip ADDR]
                                   what the DNS filter would answer
+  secrets ID                      set secrets from a JSON object on stdin ({"name":"value"};
+                                  null removes one); write-only: nothing is printed back
+  ca                              the interception CA certificate (PEM), for sandbox images
   conns [ID]                      live connections (without ID: host-wide)
   denials [ID]                    recent refusals (without ID: host-wide, unknown sources too)
 Default socket: /run/egressd/control.sock (or $EGRESSD_SOCKET).
@@ -38,6 +42,7 @@ Default socket: /run/egressd/control.sock (or $EGRESSD_SOCKET).
 struct Response {
   int status = 0;
   json body;
+  std::string raw;  // the body as sent (GET /v1/ca.pem is PEM, not JSON)
 };
 
 std::optional<Response> request(const std::string& socket_path, const std::string& method,
@@ -84,6 +89,7 @@ std::optional<Response> request(const std::string& socket_path, const std::strin
   Response response;
   response.status = std::stoi(reply.substr(9, 3));
   std::string payload = reply.substr(head_end + 4);
+  response.raw = payload;
   if (!payload.empty()) response.body = json::parse(payload, nullptr, false);
   return response;
 }
@@ -126,6 +132,22 @@ void print_sandbox(const json& s) {
             << "allow:      " << join(s["egress"]["allow"]) << "\n"
             << "deny:       " << join(s["egress"]["deny"]) << "\n"
             << "gateway:    " << text_of(s["egress"].value("gateway", json())) << "\n";
+  if (s.contains("transforms")) {
+    for (const auto& t : s["transforms"]) {
+      std::string headers, fields;
+      const json header_map = t.value("headers", json::object());  // named: items() refers to it
+      const json body_map = t.value("body", json::object());
+      for (const auto& [name, value] : header_map.items())
+        headers += (headers.empty() ? "" : ", ") + name;
+      for (const auto& [name, value] : body_map.items())
+        fields += (fields.empty() ? "" : ", ") + name;
+      std::cout << "transform:  " << join(t["hosts"]) << " sets "
+                << (headers.empty() ? "-" : headers) << (fields.empty() ? "" : "; body " + fields)
+                << "\n";
+    }
+  }
+  if (s.contains("bypass")) std::cout << "bypass:     " << join(s["bypass"]) << "\n";
+  if (s.contains("secret_names")) std::cout << "secrets:    " << join(s["secret_names"]) << "\n";
 }
 
 json yaml_to_json(const YAML::Node& node) {
@@ -229,6 +251,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (positional.size() == 2) target += "?sandbox=" + positional[1];
+  } else if (command == "secrets") {
+    // Values come on stdin, never as arguments: command lines are visible in ps and history.
+    method = "PUT";
+    target = "/v1/sandboxes/" + need_id() + "/secrets";
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    if (!json::accept(text)) {
+      std::cerr
+          << "egressctl: secrets reads a JSON object on stdin, e.g. {\"openai\": \"sk-...\"}\n";
+      return 2;
+    }
+    body = text;
+  } else if (command == "ca") {
+    target = "/v1/ca.pem";
   } else if (command == "check") {
     method = "POST";
     target = "/v1/check";
@@ -292,6 +327,10 @@ int main(int argc, char** argv) {
     std::cerr << "\n";
     return 1;
   }
+  if (command == "ca") {
+    std::cout << response->raw;
+    return 0;
+  }
   if (as_json) {
     if (!response->body.is_null()) std::cout << response->body.dump(2) << "\n";
     return 0;
@@ -313,10 +352,13 @@ int main(int argc, char** argv) {
     print_sandbox(b);
   } else if (command == "delete") {
     std::cout << "deleted " << positional[1] << "\n";
+  } else if (command == "secrets") {
+    std::cout << "secrets of " << positional[1] << " updated\n";
   } else if (command == "check") {
     std::cout << text_of(b["verdict"]) << " (" << text_of(b["reason"]) << ", rule "
               << text_of(b["rule"]) << ")";
     if (b.contains("answer")) std::cout << ", answer: " << text_of(b["answer"]);
+    if (b.value("intercepted", false)) std::cout << ", intercepted (request transforms)";
     std::cout << "\n";
   } else if (command == "conns") {
     std::vector<std::vector<std::string>> rows;

@@ -1326,6 +1326,17 @@ def transforms_put_the_secret_on_the_wire_and_nowhere_else():
         out = curl("sbx1", f"--cacert {EGRESS_CA} -H 'Host: other.github.com' -H 'Authorization: Bearer mine' "
                            "https://secret.github.com/elsewhere")
         assert echoed(out.stdout)[0]["headers"]["authorization"] == "Bearer mine", out.stdout + out.stderr
+        # egressctl: the policy without values, the check says intercepted, secrets from stdin.
+        shown = ctl("get", "one").stdout
+        assert "transform:  secret.github.com sets Authorization, X-Org" in shown and "secrets:    openai, org" in shown, shown
+        assert SECRET not in shown
+        assert "intercepted" in ctl("check", "one", "--host", "secret.github.com", "--port", "443").stdout
+        assert "intercepted" not in ctl("check", "one", "--host", "api.github.com", "--port", "443").stdout
+        r = sh(f"echo '{{\"org\": \"o2\"}}' | {EGRESSCTL} --socket {RUN}/control.sock secrets one")
+        assert "updated" in r.stdout and "o2" not in r.stdout, r.stdout
+        assert ctl("ca").stdout == open(EGRESS_CA).read()
+        out = curl("sbx1", f"--cacert {EGRESS_CA} https://secret.github.com/org")
+        assert echoed(out.stdout)[0]["headers"]["x-org"] == "org-o2-x", out.stdout
         # Port 80: the same injection without TLS.
         out = curl("sbx1", "-H 'Authorization: Bearer placeholder' http://secret.github.com/plain")
         assert "host secret.github.com" in out.stdout, out.stdout + out.stderr
@@ -1385,6 +1396,29 @@ def intercepted_origins_are_verified_and_placeholders_need_their_secret():
             assert code == 400 and SECRET not in json.dumps(body), body
         assert api("PUT", "/v1/sandboxes/nobody/secrets", {"a": "b"})[0] == 404
         assert api("PUT", "/v1/sandboxes/one/secrets", {"bad name": "b"})[0] == 400
+
+
+@test
+def with_dns_verify_off_no_secret_goes_where_the_sandbox_points():
+    transforms = [{"hosts": ["secret.github.com", "rogue.github.com"], "headers": {"Authorization": "Bearer {{SECRET:openai}}"}}]
+    with sandbox_one_with(transforms=transforms, secrets={"openai": SECRET}):
+        reloads = open(EGRESSD_ERR).read().count("reloaded")
+        write_config(verify="off")
+        egressd_process.send_signal(signal.SIGHUP)
+        wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads, "reload with verify: off")
+        try:
+            # Port 80: the address is the sandbox's choice and nothing proves where it leads.
+            r = http("sbx1", "secret.github.com", "198.18.0.10")
+            assert "X-Egress-Denied: upstream_untrusted" in r.stdout, r.stdout
+            assert not nginx_saw("secret.github.com")
+            # TLS: the origin's certificate is the proof; a server that cannot show one for the
+            # name gets nothing, wherever the sandbox points.
+            out = curl("sbx1", f"--cacert {EGRESS_CA} --resolve rogue.github.com:443:198.18.0.11 https://rogue.github.com/")
+            assert "alert access denied" in out.stderr, out.stderr
+        finally:
+            write_config()
+            egressd_process.send_signal(signal.SIGHUP)
+            wait_for(lambda: open(EGRESSD_ERR).read().count("reloaded") > reloads + 1, "reload back to dial")
 
 
 @test
