@@ -8,6 +8,7 @@
 #include "build_info.hpp"
 #include "config/config.hpp"
 #include "control/check.hpp"
+#include "core/log.hpp"
 
 namespace {
 
@@ -16,6 +17,8 @@ constexpr const char* kUsage = R"(usage: egressd --config FILE            run th
        egressd --config FILE --check JSON
                                         decide offline, print what POST /v1/check answers
        egressd --version | --help
+Options: --log-format text|json   egressd's own log lines on stderr ("egressd: ..." or one
+                                  JSON object per line); the access log is JSON either way
 )";
 
 int print_errors(const std::vector<std::string>& errors) {
@@ -54,6 +57,14 @@ int main(int argc, char** argv) {
                 << egressd::build_info::kCompiler << ", " << egressd::build_info::kBuildType
                 << ")\n";
       return 0;
+    } else if (arg == "--log-format") {
+      const char* v = value();
+      if (!v || (std::strcmp(v, "text") != 0 && std::strcmp(v, "json") != 0)) {
+        std::cerr << "egressd: --log-format takes text or json\n" << kUsage;
+        return 2;
+      }
+      egressd::set_log_format(std::strcmp(v, "json") == 0 ? egressd::LogFormat::json
+                                                          : egressd::LogFormat::text);
     } else if (arg == "--config" || arg == "--check-config" || arg == "--check") {
       const char* v = value();
       if (!v) {

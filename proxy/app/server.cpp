@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -21,6 +22,7 @@
 #include "control/api.hpp"
 #include "control/control_server.hpp"
 #include "control/state_dir.hpp"
+#include "core/log.hpp"
 #include "net/listener.hpp"
 #include "session/dns_server.hpp"
 #include "session/session.hpp"
@@ -31,10 +33,6 @@ namespace {
 
 using asio::ip::tcp;
 constexpr auto kDrainTime = std::chrono::seconds(10);
-
-void log_line(const std::string& message) {
-  std::cerr << "egressd: " << message << std::endl;
-}
 
 // Accepts until the acceptor is closed. EMFILE/ENFILE back off (counted) instead of spinning.
 asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
@@ -239,6 +237,9 @@ int run_server(Config config) {
     });
   }
   pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
+  // systemd Type=notify: ready once the policy is loaded and every listener (TPROXY, DNS,
+  // control, metrics) is up and served. Outside systemd (no NOTIFY_SOCKET) this does nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes", shared.store.snapshot()->size());
 
   asio::io_context main_io(1);
   asio::signal_set signals(main_io, SIGTERM, SIGINT, SIGHUP);
@@ -260,17 +261,23 @@ int run_server(Config config) {
     signals.async_wait([&](const asio::error_code& error, int signal_number) {
       if (error) return;
       if (signal_number == SIGHUP) {
+        sd_notify(0, "RELOADING=1");
+        bool reloaded = false;
         auto loaded = load_config(config.path);
         if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
           log_line("reload refused, keeping the running configuration:");
           for (const auto& line : *errors) log_line("  " + line);
           shared.metrics.policy_update(false);
+          shared.metrics.config_reload(false);
         } else {
           Config& fresh = std::get<Config>(loaded);
           // The file's sandboxes, except those the API owns (they stay as the API set them).
           if (auto problem = api.reload(fresh)) {
             log_line("reload refused: " + problem->error.field + ": " + problem->error.message);
+            shared.metrics.config_reload(false);
           } else {
+            shared.metrics.config_reload(true);
+            reloaded = true;
             malloc_trim(0);
             if (fresh.listen.tproxy != config.listen.tproxy || fresh.workers != config.workers ||
                 fresh.listen.metrics != config.listen.metrics ||
@@ -284,6 +291,8 @@ int run_server(Config config) {
             }
           }
         }
+        sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes%s", shared.store.snapshot()->size(),
+                   reloaded ? "" : "; the last reload was refused");
         wait_signal();
         return;
       }
@@ -292,6 +301,7 @@ int run_server(Config config) {
         wait_signal();
         return;
       }
+      sd_notify(0, "STOPPING=1");
       log_line("stopping: no new connections, draining for up to " +
                std::to_string(kDrainTime.count()) + " s");
       shared.draining = true;

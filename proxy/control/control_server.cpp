@@ -1,4 +1,6 @@
 #include "control/control_server.hpp"
+
+#include "core/log.hpp"
 #include "util/asio_tokens.hpp"
 
 #include <sys/stat.h>
@@ -61,8 +63,8 @@ class ClientSlot {
   size_t& clients_;
 };
 
-void log_line(const std::string& message) {
-  std::cerr << "egressd: control: " << message << std::endl;
+void control_log(const std::string& message) {
+  log_line("control: " + message);
 }
 
 // The handler's answer; whatever it throws becomes an answer too and changes nothing (the
@@ -74,10 +76,10 @@ ControlResponse answer(ControlApi& api, const ControlRequest& request) {
     return ControlResponse{
         400, error_body("a field of the body has the wrong type", "").dump(), {}};
   } catch (const std::exception& e) {
-    log_line(request.method + " " + request.target.substr(0, 200) +
-             ": internal error: " + e.what());
+    control_log(request.method + " " + request.target.substr(0, 200) +
+                ": internal error: " + e.what());
   } catch (...) {
-    log_line(request.method + " " + request.target.substr(0, 200) + ": internal error");
+    control_log(request.method + " " + request.target.substr(0, 200) + ": internal error");
   }
   return ControlResponse{500, R"({"error":"internal"})", {}};
 }

@@ -1,9 +1,11 @@
 // egressctl: the command-line client of egressd's control API (unix socket, HTTP/1.1 + JSON).
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -11,7 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+
 #include <vector>
+#include "build_info.hpp"
 
 namespace {
 
@@ -28,7 +32,11 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
                                   sources/egress/mode; flags add to or override it)
   delete ID                       remove a sandbox (its connections are closed)
   check ID [--host NAME] [--ip ADDR] --port N
-                                  explain what egressd would decide
+                                  explain what egressd would decide; exit 0 allow,
+                                  1 deny, 3 when egressd could not answer
+  check --batch                   one check per JSON line on stdin ({"sandbox","host",
+                                  "port"} or a DNS check), one answer line each; exit 0
+                                  all allowed, 1 some denied, 3 some failed
   check ID --host NAME --qtype A [--ip ADDR]
                                   what the DNS filter would answer
   secrets ID                      set secrets from a JSON object on stdin ({"name":"value"};
@@ -36,8 +44,24 @@ constexpr const char* kUsage = R"(usage: egressctl [--socket PATH] [--json] COMM
   ca                              the interception CA certificate (PEM), for sandbox images
   conns [ID]                      live connections (without ID: host-wide)
   denials [ID]                    recent refusals (without ID: host-wide, unknown sources too)
-Default socket: /run/egressd/control.sock (or $EGRESSD_SOCKET).
+Options: --socket PATH (default /run/egressd/control.sock or $EGRESSD_SOCKET), --json,
+  --timeout SECONDS (default 5: the whole request, connect included), --version.
+Other commands exit 0 on success, 1 on failure (the server's message on stderr), 2 on usage.
 )";
+
+double g_timeout_s = 5;
+
+// Sets the socket's send/receive timeout to what is left of the request's time.
+bool arm(int fd, std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+      deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return false;
+  timeval tv{static_cast<time_t>(left.count() / 1000000),
+             static_cast<suseconds_t>(left.count() % 1000000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return true;
+}
 
 struct Response {
   int status = 0;
@@ -56,7 +80,19 @@ std::optional<Response> request(const std::string& socket_path, const std::strin
     return std::nullopt;
   }
   std::strcpy(address.sun_path, socket_path.c_str());
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::microseconds(static_cast<int64_t>(g_timeout_s * 1e6));
+  auto timed_out = [&] {
+    char text[160];
+    std::snprintf(text, sizeof(text), "no answer from %s within %g s (--timeout)",
+                  socket_path.c_str(), g_timeout_s);
+    error = text;
+    ::close(fd);
+    return std::nullopt;
+  };
+  arm(fd, deadline);  // a unix connect to a full backlog waits up to SO_SNDTIMEO
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS) return timed_out();
     error = "cannot connect to " + socket_path + ": " + std::strerror(errno);
     ::close(fd);
     return std::nullopt;
@@ -68,7 +104,9 @@ std::optional<Response> request(const std::string& socket_path, const std::strin
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   text += "\r\n" + body;
   for (size_t sent = 0; sent < text.size();) {
+    if (!arm(fd, deadline)) return timed_out();
     ssize_t n = ::write(fd, text.data() + sent, text.size() - sent);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return timed_out();
     if (n <= 0) {
       error = std::string("write: ") + std::strerror(errno);
       ::close(fd);
@@ -78,8 +116,14 @@ std::optional<Response> request(const std::string& socket_path, const std::strin
   }
   std::string reply;
   char buffer[65536];
-  for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) > 0;)
+  for (;;) {
+    if (!arm(fd, deadline)) return timed_out();
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return timed_out();
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
     reply.append(buffer, static_cast<size_t>(n));
+  }
   ::close(fd);
   auto head_end = reply.find("\r\n\r\n");
   if (reply.rfind("HTTP/1.1 ", 0) != 0 || head_end == std::string::npos) {
@@ -165,6 +209,40 @@ json yaml_to_json(const YAML::Node& node) {
   return node.Scalar();
 }
 
+// check --batch: one POST /v1/check per JSON line on stdin, one compact answer line each (the
+// server's answer, or {"error":...} with the line number), in order.
+int check_batch(const std::string& socket_path) {
+  bool denied = false, failed = false;
+  size_t number = 0;
+  for (std::string line; std::getline(std::cin, line);) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto body = json::parse(line, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      std::cout << json{{"error", "not a JSON object"}, {"line", number}}.dump() << "\n";
+      failed = true;
+      continue;
+    }
+    std::string error;
+    auto response = request(socket_path, "POST", "/v1/check", body.dump(), "", error);
+    if (!response) {
+      std::cout << json{{"error", error}, {"line", number}}.dump() << "\n";
+      failed = true;
+      continue;
+    }
+    json answer = response->body.is_object() ? response->body : json{{"error", response->raw}};
+    if (response->status >= 400) {
+      answer["line"] = number;
+      failed = true;
+    } else if (answer.value("verdict", "") == "deny") {
+      denied = true;
+    }
+    std::cout << answer.dump() << "\n";
+  }
+  std::cout.flush();
+  return failed ? 3 : denied ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -172,6 +250,7 @@ int main(int argc, char** argv) {
   const char* env_socket = std::getenv("EGRESSD_SOCKET");
   std::string socket_path = env_socket ? env_socket : "/run/egressd/control.sock";
   bool as_json = false;
+  bool batch = false;
   std::vector<std::string> positional;
   std::vector<std::string> sources, allow, deny;
   std::optional<std::string> file, default_verdict, mode, host, ip, port, qtype, gateway, if_match;
@@ -187,6 +266,19 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
+    } else if (a == "--version") {
+      std::cout << "egressctl " << egressd::build_info::kVersion << "\n";
+      return 0;
+    } else if (a == "--timeout") {
+      std::string text = value();
+      char* end = nullptr;
+      g_timeout_s = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || !(g_timeout_s > 0) || g_timeout_s > 3600) {
+        std::cerr << "egressctl: --timeout takes seconds, more than 0 and at most 3600\n";
+        return 2;
+      }
+    } else if (a == "--batch") {
+      batch = true;
     } else if (a == "--socket") {
       socket_path = value();
     } else if (a == "--json") {
@@ -264,6 +356,12 @@ int main(int argc, char** argv) {
     body = text;
   } else if (command == "ca") {
     target = "/v1/ca.pem";
+  } else if (command == "check" && batch) {
+    if (positional.size() != 1) {
+      std::cerr << "egressctl: check --batch takes no sandbox id (each line names one)\n";
+      return 2;
+    }
+    return check_batch(socket_path);
   } else if (command == "check") {
     method = "POST";
     target = "/v1/check";
@@ -325,15 +423,20 @@ int main(int argc, char** argv) {
               << (b.is_object() && b.contains("error") ? text_of(b["error"]) : b.dump());
     if (b.is_object() && b.contains("field")) std::cerr << " (field " << text_of(b["field"]) << ")";
     std::cerr << "\n";
-    return 1;
+    return command == "check" ? 3 : 1;
   }
+  // check: the exit code is the verdict, so a platform's CI can gate on it.
+  int verdict_code = command == "check" && response->body.is_object() &&
+                             response->body.value("verdict", "") == "deny"
+                         ? 1
+                         : 0;
   if (command == "ca") {
     std::cout << response->raw;
     return 0;
   }
   if (as_json) {
     if (!response->body.is_null()) std::cout << response->body.dump(2) << "\n";
-    return 0;
+    return verdict_code;
   }
   const json& b = response->body;
   if (command == "health") {
@@ -382,5 +485,5 @@ int main(int argc, char** argv) {
         {"TIME", "SANDBOX", "SOURCE", "DESTINATION", "PROTO", "NAME", "QTYPE", "REASON", "RULE"},
         rows);
   }
-  return 0;
+  return verdict_code;
 }

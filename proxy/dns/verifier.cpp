@@ -1,5 +1,7 @@
 #include "dns/verifier.hpp"
 
+#include <chrono>
+
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <climits>
@@ -58,8 +60,10 @@ asio::awaitable<DnsAnswer> DnsLookup::through_cache(std::string key, Ask ask) {
         break;
       case DnsCache::Lookup::query:
         metrics_.dns_cache("miss");
-        ask([this, key](DnsAnswer answer) {
+        ask([this, key, asked = std::chrono::steady_clock::now()](DnsAnswer answer) {
           metrics_.dns_query(to_string(answer.status));
+          metrics_.dns_lookup_seconds(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count());
           cache_.complete(key, answer);
         });
         break;

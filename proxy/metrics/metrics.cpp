@@ -1,10 +1,98 @@
 #include "metrics/metrics.hpp"
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 
 #include "build_info.hpp"
 
 namespace egressd {
+namespace {
+
+// The standard process metrics (the Prometheus client libraries' names), read from /proc at
+// each scrape: an fd-bound proxy must show its descriptors next to their limit.
+class ProcessCollector : public prometheus::Collectable {
+ public:
+  ProcessCollector() {
+    // Start time: boot time + the process's start in clock ticks since boot.
+    double boot = 0;
+    std::ifstream stat("/proc/stat");
+    for (std::string line; std::getline(stat, line);)
+      if (line.rfind("btime ", 0) == 0) boot = std::stod(line.substr(6));
+    auto fields = self_stat();
+    if (fields.size() > 21) start_ = boot + std::stod(fields[21]) / ticks_;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> out;
+    auto gauge = [&](const char* name, const char* help, double value) {
+      prometheus::MetricFamily family{name, help, prometheus::MetricType::Gauge, {}};
+      prometheus::ClientMetric metric;
+      metric.gauge.value = value;
+      family.metric.push_back(metric);
+      out.push_back(std::move(family));
+    };
+    auto fields = self_stat();
+    if (fields.size() > 23) {
+      double cpu = (std::stod(fields[13]) + std::stod(fields[14])) / ticks_;
+      prometheus::MetricFamily family{"process_cpu_seconds_total",
+                                      "Total user and system CPU time spent in seconds.",
+                                      prometheus::MetricType::Counter,
+                                      {}};
+      prometheus::ClientMetric metric;
+      metric.counter.value = cpu;
+      family.metric.push_back(metric);
+      out.push_back(std::move(family));
+      gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", std::stod(fields[22]));
+      gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
+            std::stod(fields[23]) * static_cast<double>(page_));
+    }
+    gauge("process_open_fds", "Number of open file descriptors.", open_fds());
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0)
+      gauge("process_max_fds", "Maximum number of open file descriptors.",
+            static_cast<double>(limit.rlim_cur));
+    gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+          start_);
+    return out;
+  }
+
+ private:
+  // /proc/self/stat with the command name (which may hold spaces) skipped: field N of proc(5)
+  // (1-based) is fields[N - 1]; the first two are left empty.
+  static std::vector<std::string> self_stat() {
+    std::ifstream in("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> fields{"", ""};
+    auto close = text.rfind(')');
+    if (close == std::string::npos) return {};
+    std::istringstream rest(text.substr(close + 2));
+    for (std::string field; rest >> field;) fields.push_back(field);
+    return fields;
+  }
+  static double open_fds() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir) return 0;
+    double n = 0;
+    while (dirent* entry = ::readdir(dir))
+      if (entry->d_name[0] != '.') ++n;
+    ::closedir(dir);
+    return n - 1;  // the directory's own descriptor
+  }
+  double ticks_ = static_cast<double>(sysconf(_SC_CLK_TCK));
+  long page_ = sysconf(_SC_PAGESIZE);
+  double start_ = 0;
+};
+
+}  // namespace
 
 Metrics::Metrics() {
   auto& connections =
@@ -105,6 +193,33 @@ Metrics::Metrics() {
        {EMFILE, ENFILE, ENOBUFS, ENOMEM}) {  // the ones that back off, shown at 0
     accept_errors_->Add({{"errno", strerrorname_np(error_number)}});
   }
+  auto seconds_buckets = prometheus::Histogram::BucketBoundaries{
+      1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 0.5, 1, 5};
+  auto histogram = [&](const char* name, const char* help) {
+    return &prometheus::BuildHistogram()
+                .Name(name)
+                .Help(help)
+                .Register(*registry_)
+                .Add({}, seconds_buckets);
+  };
+  peek_ = histogram("egressd_peek_duration_seconds",
+                    "From accept to the decided ClientHello or first request head");
+  connect_ = histogram("egressd_connect_duration_seconds",
+                       "Time to connect to the origin (TCP; refused and timed-out included)");
+  dns_lookup_ = histogram("egressd_dns_lookup_duration_seconds",
+                          "DNS lookups sent upstream, from query to answer (cache hits excluded)");
+  reload_ok_ = &prometheus::BuildGauge()
+                    .Name("egressd_config_last_reload_successful")
+                    .Help("1 when the last configuration load (start or SIGHUP) succeeded")
+                    .Register(*registry_)
+                    .Add({});
+  reload_ok_->Set(1);  // a start that got this far loaded its configuration
+  reload_time_ = &prometheus::BuildGauge()
+                      .Name("egressd_config_last_reload_success_timestamp_seconds")
+                      .Help("When the configuration was last loaded successfully")
+                      .Register(*registry_)
+                      .Add({});
+  reload_time_->SetToCurrentTime();
   prometheus::BuildGauge()
       .Name("egressd_build_info")
       .Help("Build information")
@@ -116,6 +231,13 @@ Metrics::Metrics() {
 void Metrics::expose(const std::string& address) {
   exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
   exposer_->RegisterCollectable(registry_);
+  process_ = std::make_shared<ProcessCollector>();
+  exposer_->RegisterCollectable(process_);
+}
+
+void Metrics::config_reload(bool ok) {
+  reload_ok_->Set(ok ? 1 : 0);
+  if (ok) reload_time_->SetToCurrentTime();
 }
 
 void Metrics::dns_query(const std::string& result) {

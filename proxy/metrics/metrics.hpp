@@ -1,6 +1,7 @@
 #pragma once
 // Every metric of DESIGN.md "Observability", created once; reasons pre-registered so a
 // dashboard sees zeros rather than missing series. No sandbox or name labels (cardinality).
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/family.h>
@@ -46,10 +47,19 @@ class Metrics {
   // (gateways are few and named by the operator, so a label is fine).
   void gateway_connection(const std::string& gateway);
   void declare_gateway(const std::string& gateway);  // its series at 0 from the start
+  // DESIGN.md "Observability": the time of each phase of a connection, and of DNS lookups
+  // that went upstream (cache hits are not lookups).
+  void peek_seconds(double seconds) { peek_->Observe(seconds); }
+  void connect_seconds(double seconds) { connect_->Observe(seconds); }
+  void dns_lookup_seconds(double seconds) { dns_lookup_->Observe(seconds); }
+  // egressd_config_last_reload_successful: 1 after a start or a good SIGHUP, 0 while the last
+  // SIGHUP's file was refused (an alert keeps firing until a good file is loaded).
+  void config_reload(bool ok);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Collectable> process_;  // the exposer only keeps a weak_ptr
   std::array<prometheus::Counter*, std::tuple_size_v<decltype(kAllReasons)>> connections_{};
   std::array<prometheus::Gauge*, 3> active_{};
   prometheus::Counter* bytes_up_ = nullptr;
@@ -66,6 +76,11 @@ class Metrics {
       dns_requests_{};
   prometheus::Histogram* dns_request_seconds_ = nullptr;
   prometheus::Family<prometheus::Counter>* gateway_connections_ = nullptr;
+  prometheus::Histogram* peek_ = nullptr;
+  prometheus::Histogram* connect_ = nullptr;
+  prometheus::Histogram* dns_lookup_ = nullptr;
+  prometheus::Gauge* reload_ok_ = nullptr;
+  prometheus::Gauge* reload_time_ = nullptr;
 };
 
 }  // namespace egressd

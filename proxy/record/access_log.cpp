@@ -1,46 +1,15 @@
 #include "record/access_log.hpp"
 
+#include "core/text.hpp"
+
 #include <chrono>
 #include <ctime>
 
 namespace egressd {
 namespace {
 
-std::string utc_now() {
-  auto now = std::chrono::system_clock::now();
-  auto seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
-  return buffer;
-}
-
-}  // namespace
-
-namespace {
-
-// JSON string literal; every field is ASCII by construction, but control bytes and quotes are
-// escaped anyway so a line can never be broken.
 void append_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
+  append_json_string(out, text);
 }
 
 void append_field(std::string& out, const char* key, std::string_view value,
@@ -69,7 +38,12 @@ std::string access_log_line(const AccessRecord& r) {
   std::string out;
   out.reserve(320);
   out += "{\"ts\":";
-  append_string(out, utc_now());
+  append_string(out, utc_timestamp(std::chrono::system_clock::now()));
+  if (r.id) append_number(out, "id", r.id);
+  if (r.start.time_since_epoch().count() != 0) {
+    out += ",\"start\":";
+    append_string(out, utc_timestamp(r.start));
+  }
   append_field(out, "sandbox", r.sandbox, true);
   append_field(out, "src", r.src);
   append_field(out, "dst", r.dst);
@@ -82,6 +56,11 @@ std::string access_log_line(const AccessRecord& r) {
   append_number(out, "bytes_up", r.bytes_up);
   append_number(out, "bytes_down", r.bytes_down);
   append_number(out, "duration_ms", static_cast<uint64_t>(r.duration_ms));
+  if (r.connect_ms) {
+    char text[32];
+    std::snprintf(text, sizeof(text), ",\"connect_ms\":%.3f", *r.connect_ms);
+    out += text;
+  }
   if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
   if (r.ech) out += ",\"ech\":true";
   if (r.intercepted) out += ",\"intercepted\":true";

@@ -1,6 +1,7 @@
 #pragma once
 // One JSON line per finished connection (DESIGN.md fields), to stdout or a file. Lines are
 // buffered and flushed by the server's timer, so logging never costs a syscall per connection.
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
@@ -13,6 +14,9 @@
 namespace egressd {
 
 struct AccessRecord {
+  uint64_t id = 0;  // the connection's id in /v1/connections; 0: none (a DNS query)
+  std::chrono::system_clock::time_point start{};  // when it was accepted; epoch: unknown
+  std::optional<double> connect_ms;               // time to connect upstream, when it did
   std::string sandbox;
   std::string src;
   std::string dst;

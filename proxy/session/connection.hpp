@@ -81,7 +81,8 @@ class Session : public std::enable_shared_from_this<Session> {
         client_(std::move(client)),
         upstream_(client_.get_executor()),
         phase_(ctx_.metrics),
-        started_(std::chrono::steady_clock::now()) {
+        started_(std::chrono::steady_clock::now()),
+        started_wall_(std::chrono::system_clock::now()) {
     ctx_.active.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() { ctx_.active.fetch_sub(1, std::memory_order_relaxed); }
@@ -125,6 +126,9 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket upstream_;
   PhaseGauge phase_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::system_clock::time_point started_wall_;  // the access log's `start`
+  std::optional<double> connect_ms_;                    // the access log's `connect_ms`
+  bool peek_observed_ = false;
   std::shared_ptr<const Sandbox> sandbox_;
   std::shared_ptr<LiveConnection> live_;
   IpAddress source_, destination_;

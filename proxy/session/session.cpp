@@ -13,6 +13,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "core/log.hpp"
 #include "net/socket_options.hpp"
 #include "session/connection.hpp"
 #include "util/asio_tokens.hpp"
@@ -59,6 +60,11 @@ bool Session::enforced(Reason reason) {
 
 void Session::leave_peek() {
   if (live_) ctx_.registry.peek_done(*live_);
+  if (!peek_observed_ && proto_ != Proto::tcp) {
+    peek_observed_ = true;
+    ctx_.metrics.peek_seconds(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  }
 }
 
 void Session::finish(Reason reason) {
@@ -85,6 +91,9 @@ void Session::finish(Reason reason) {
   record.ech = ech_;
   record.via = via_;
   record.intercepted = intercepted_;
+  record.id = live_ ? live_->serial : 0;
+  record.start = started_wall_;
+  record.connect_ms = connect_ms_;
   if (reason == Reason::audit_allow) record.would_deny = would_deny_;
   if (dial_ && *dial_ != destination_) record.dialed = dial_->to_string();
   ctx_.outcomes.finished(record, destination_);
@@ -217,6 +226,17 @@ asio::awaitable<void> Session::pass_through_audited(std::span<const uint8_t> pen
 
 asio::awaitable<bool> Session::connect_upstream() {
   phase_.enter(Phase::connect);
+  auto connect_started = std::chrono::steady_clock::now();
+  // The connect's time goes to the histogram and the access log (connect_ms), failed or not.
+  struct Timed {
+    Session& session;
+    std::chrono::steady_clock::time_point started;
+    ~Timed() {
+      std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+      session.ctx_.metrics.connect_seconds(took.count());
+      session.connect_ms_ = took.count() * 1000;
+    }
+  } timed{*this, connect_started};
   tcp::endpoint target(to_asio(dial_.value_or(destination_)), port_);
   asio::error_code error;
   upstream_.open(target.protocol(), error);
@@ -260,7 +280,7 @@ void log_gateway_problem(const std::string& gateway, const std::string& problem)
   static std::set<std::string> said;
   std::lock_guard lock(mutex);
   if (said.size() < 1024 && said.insert(gateway + "\n" + problem).second)
-    std::cerr << "egressd: gateway " << gateway << " " << problem << std::endl;
+    log_line("gateway " + gateway + " " + problem);
 }
 
 }  // namespace

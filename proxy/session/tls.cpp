@@ -9,6 +9,7 @@
 #include <mutex>
 #include <set>
 
+#include "core/log.hpp"
 #include "net/socket_options.hpp"
 #include "session/http_relay.hpp"
 

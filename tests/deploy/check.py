@@ -45,8 +45,21 @@ def systemd_units():
         check("systemd-analyze verify", r.returncode == 0 and not problems, r.stdout + r.stderr)
         unit = open(os.path.join(DEPLOY, "systemd", "egressd.service")).read()
         for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=egressd", "RuntimeDirectory=egressd",
-                       "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "User=egressd", "Restart=on-failure", "LimitNOFILE="):
-            check(f"egressd.service has {option}", option in unit)
+                       "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "User=egressd", "Restart=on-failure", "LimitNOFILE=",
+                       "Type=notify", "NotifyAccess=main", "ExecReload=/usr/sbin/egressd --check-config /etc/egressd/egressd.yaml",
+                       "LogsDirectory=egressd", "LogRateLimitIntervalSec=0", "SystemCallFilter=@system-service", "UMask=0077",
+                       "ProtectProc=invisible", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"):
+            check(f"egressd.service has {option.strip()}", option in unit)
+        check("egressd.service: the config check runs before the SIGHUP",
+              unit.index("ExecReload=/usr/sbin/egressd --check-config") < unit.index("ExecReload=/bin/kill -HUP"))
+        check("egressd.service: no readiness polling (sd_notify says when)", "ExecStartPost" not in unit)
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true", os.path.join(work, "egressd.service")],
+                           capture_output=True, text=True)
+        score = re.search(r"Overall exposure level for egressd.service: ([\d.]+)", r.stdout)
+        check("systemd-analyze security: exposure <= 2.0 (README quotes it)", bool(score) and float(score.group(1)) <= 2.0,
+              r.stdout[-400:] + r.stderr)
+        if score:
+            print(f"      systemd-analyze security score: {score.group(1)}")
         check("egressd.service Requires= the firewall unit", "Requires=egressd-firewall.service" in unit)
         fw_unit = open(os.path.join(DEPLOY, "systemd", "egressd-firewall.service")).read()
         for option in ("Before=egressd.service", "ExecReload=/usr/libexec/egressd/firewall.sh up", "After=nftables.service",

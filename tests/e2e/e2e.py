@@ -295,12 +295,12 @@ def dns_answers(name, server="198.18.0.53"):
         return []
 
 
-def start_egressd(nofile=None):
+def start_egressd(nofile=None, env="", args=""):
     global egressd_process
     unprivileged = ("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin,+net_bind_service "
                     "--ambient-caps=-all,+net_admin,+net_bind_service --bounding-set=-all,+net_admin,+net_bind_service")
     limit = f"prlimit --nofile={nofile}:{nofile} " if nofile else ""
-    egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {limit}{unprivileged} {EGRESSD} --config {CONFIG}", shell=True,
+    egressd_process = subprocess.Popen(f"{env}exec ip netns exec {P}host {limit}{unprivileged} {EGRESSD} --config {CONFIG} {args}", shell=True,
                                        stdout=open(os.path.join(WORK, "egressd.out"), "a"),
                                        stderr=open(EGRESSD_ERR, "a"), start_new_session=True)
     processes.append(egressd_process)
@@ -824,9 +824,14 @@ def sighup_reload_good_and_bad():
     wait_for(lambda: "reload refused" in open(EGRESSD_ERR).read(), "reload refusal")
     assert "unknown key \"bogus_key\"" in open(EGRESSD_ERR).read()
     assert https("sbx1", "evil.example").stdout == "origin evil.example\n"  # old config kept
+    # The on-call signal stays 0 while the bad file stays, whatever else happens.
+    assert metric_value(metrics(), "egressd_config_last_reload_successful", {}) == 0
+    assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+    assert metric_value(metrics(), "egressd_config_last_reload_successful", {}) == 0
     write_config()
     egressd_process.send_signal(signal.SIGHUP)
     wait_for(lambda: https("sbx1", "evil.example").returncode == 35, "reload back")
+    assert metric_value(metrics(), "egressd_config_last_reload_successful", {}) == 1
 
 
 def ctl(*args, check=True):
@@ -841,6 +846,47 @@ def api(method, path, body=None, headers=""):
     r = sh(f"curl -s --unix-socket {RUN}/control.sock -X {method} {headers} -w '\\n%{{http_code}}' {data} http://egressd{path}")
     text, _, code = r.stdout.rpartition("\n")
     return int(code), (json.loads(text) if text.strip() else None)
+
+
+@test
+def egressctl_scripts_well_timeout_exit_codes_batch_version_completion():
+    # A control socket that accepts and never answers: --timeout ends it, exit 1, clear message.
+    stuck = os.path.join(WORK, "stuck.sock")
+    server = start(f"python3 -c \"import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('{stuck}'); "
+                   "s.listen(8); c = s.accept(); time.sleep(60)\"", "stuck")
+    wait_for(lambda: os.path.exists(stuck), "the stuck socket")
+    started = time.time()
+    r = sh(f"{EGRESSCTL} --socket {stuck} --timeout 1 health", check=False)
+    assert r.returncode == 1 and "no answer" in r.stderr and time.time() - started < 3, (r.returncode, r.stderr)
+    os.killpg(server.pid, signal.SIGKILL)
+    assert ctl("--version").stdout.startswith("egressctl ")
+    assert sh(f"{EGRESSD} --version").stdout.startswith("egressd ")
+    assert sh(f"{EGRESSCTL} --timeout 0 health", check=False).returncode == 2
+    # check: the verdict is the exit code; a failure is not a deny.
+    assert ctl("check", "one", "--host", "api.github.com", "--port", "443").returncode == 0
+    assert ctl("check", "one", "--host", "evil.example", "--port", "443", check=False).returncode == 1
+    assert ctl("--json", "check", "one", "--host", "evil.example", "--port", "443", check=False).returncode == 1
+    r = ctl("check", "nobody", "--host", "a.example", "--port", "443", check=False)
+    assert r.returncode == 3 and "unknown sandbox" in r.stderr, (r.returncode, r.stderr)
+    lines = ['{"sandbox":"one","host":"api.github.com","port":443}', '{"sandbox":"one","host":"evil.example","port":443}',
+             '', '{"sandbox":"one","host":"pypi.org","qtype":"A"}']
+    batch = os.path.join(WORK, "batch.jsonl")
+    open(batch, "w").write("\n".join(lines) + "\n")
+    r = sh(f"{EGRESSCTL} --socket {RUN}/control.sock check --batch < {batch}", check=False)
+    answers = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 1 and [a["verdict"] for a in answers] == ["allow", "deny", "allow"], (r.returncode, r.stdout)
+    open(batch, "a").write('{"sandbox":"nobody","host":"a.example","port":1}\nnot json\n')
+    r = sh(f"{EGRESSCTL} --socket {RUN}/control.sock check --batch < {batch}", check=False)
+    answers = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 3 and len(answers) == 5 and answers[3]["line"] == 5 and answers[4]["line"] == 6, r.stdout
+    # Bash completion: commands, options, and the daemon's sandbox ids.
+    def complete(*words):
+        script = (f"source {ROOT}/deploy/completion/egressctl.bash; egressctl() {{ {EGRESSCTL} \"$@\"; }}; "
+                  f"COMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; _egressctl; echo \"${{COMPREPLY[*]}}\"")
+        return sh(f"bash -c '{script}'").stdout.split()
+    assert complete("egressctl", "ch") == ["check"]
+    assert "--batch" in complete("egressctl", "check", "--")
+    assert {"one", "two"} <= set(complete("egressctl", "--socket", f"{RUN}/control.sock", "get", "\"\""))
 
 
 @test
@@ -1957,6 +2003,54 @@ def restart_keeps_api_policies():
     # A new policy after the restart gets a higher generation than any before it.
     code, body = api("PUT", "/v1/sandboxes/one", {k: v for k, v in before.items() if k in ("sources", "egress", "mode")})
     assert code == 200 and body["generation"] > before["generation"], body
+
+
+@test
+def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
+    """Type=notify: READY=1 only once the listeners serve; RELOADING=1/READY=1 around a SIGHUP;
+    STOPPING=1 at SIGTERM. --log-format json; process_* metrics; id/start/connect_ms."""
+    import socket as pysocket
+    path = os.path.join(RUN, "notify.sock")
+    notify = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_DGRAM)
+    notify.bind(path)
+    os.chmod(path, 0o777)  # egressd runs as nobody
+    notify.settimeout(15)
+    try:
+        stop_egressd()
+        start_egressd(env=f"NOTIFY_SOCKET={path} ", args="--log-format json")
+        message = notify.recv(4096).decode()
+        assert "READY=1" in message and "STATUS=serving" in message, message
+        # Ready means serving: the very next connection is relayed (no retry loop here).
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        egressd_process.send_signal(signal.SIGHUP)
+        assert "RELOADING=1" in notify.recv(4096).decode()
+        assert "READY=1" in notify.recv(4096).decode()
+        lines = [line for line in open(EGRESSD_ERR).read().splitlines() if line.startswith("{")]
+        assert any(json.loads(line)["msg"].startswith("reloaded") for line in lines), lines[-3:]
+        assert all({"ts", "level", "msg"} <= set(json.loads(line)) for line in lines)
+        text = metrics()
+        assert metric_value(text, "process_open_fds", {}) >= 5, "process_open_fds"
+        assert metric_value(text, "process_max_fds", {}) >= 1000
+        assert metric_value(text, "process_resident_memory_bytes", {}) > 1 << 20
+        assert abs(metric_value(text, "process_start_time_seconds", {}) - time.time()) < 120
+        assert metric_value(text, "process_cpu_seconds_total", {}) > 0
+        for histogram in ("egressd_peek_duration_seconds", "egressd_connect_duration_seconds"):
+            assert metric_value(text, histogram + "_count", {}) >= 1, histogram
+        assert "egressd_dns_lookup_duration_seconds_count" in text
+        record = last_record(sandbox="one", name="api.github.com")
+        assert isinstance(record["id"], int) and record["id"] > 0 and record["start"] <= record["ts"], record
+        assert 0 <= record["connect_ms"] < 2000, record
+        egressd_process.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in notify.recv(4096).decode()
+        assert egressd_process.wait(timeout=20) == 0
+    finally:
+        notify.close()
+        os.unlink(path)
+        if egressd_process.poll() is not None:
+            start_egressd()
+        else:
+            stop_egressd()
+            start_egressd()
 
 
 @test

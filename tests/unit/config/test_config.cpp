@@ -49,7 +49,55 @@ TEST_CASE("Config: the shipped example loads with every key") {
   const Config& c = std::get<Config>(loaded);
   REQUIRE(c.sandboxes.size() == 1);
   CHECK(c.sandboxes[0].id == "demo");
-  CHECK(c.sandboxes[0].allow.size() == 4);
+  CHECK(c.sandboxes[0].allow.size() == 5);
+  REQUIRE(c.sandboxes[0].transforms.size() == 1);
+  CHECK(c.sandboxes[0].transforms[0].hosts == std::vector<std::string>{"api.openai.com"});
+  CHECK(c.sandboxes[0].transforms[0].headers[0].first == "Authorization");
+  CHECK(c.intercept.upstream_ca == "system");
+  CHECK(c.intercept.ca_dir == "/var/lib/egressd/ca");
+}
+
+TEST_CASE("Config: transforms, secrets and intercept keys, with positions for their errors") {
+  auto loaded = load_config_text(
+      "intercept: { ca_dir: /x/ca, upstream_ca: /x/roots.pem }\n"
+      "sandboxes:\n"
+      "  - id: a\n"
+      "    sources: [\"10.200.1.2\"]\n"
+      "    transforms:\n"
+      "      - hosts: [\"api.example\"]\n"
+      "        headers: { X-Key: \"{{SECRET:k}}\" }\n"
+      "        body: { key: \"${e2b.secrets.k}\" }\n"
+      "    bypass: [\"files.example\"]\n"
+      "    secrets: { k: v }\n",
+      "t.yaml");
+  if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) FAIL((*errors)[0]);
+  const Config& c = std::get<Config>(loaded);
+  CHECK(c.intercept.ca_dir == "/x/ca");
+  CHECK(c.intercept.upstream_ca == "/x/roots.pem");
+  CHECK(c.sandboxes[0].transforms[0].body[0].second == "${e2b.secrets.k}");
+  CHECK(c.sandboxes[0].bypass == std::vector<std::string>{"files.example"});
+  CHECK(c.sandboxes[0].secrets.at("k") == "v");
+  struct Row {
+    const char* yaml;
+    const char* expected;
+  };
+  const Row rows[] = {
+      {"sandboxes:\n  - id: a\n    sources: [\"10.200.1.2\"]\n    transforms:\n"
+       "      - hosts: [\"ok.example\", \"*.com\"]\n        headers: { A: b }\n",
+       "t.yaml:5:31: sandboxes[0].transforms[0].hosts[1]"},
+      {"sandboxes:\n  - id: a\n    sources: [\"10.200.1.2\"]\n    transforms:\n"
+       "      - hosts: [\"ok.example\"]\n        headers: { Host: b }\n",
+       "t.yaml:5:9: sandboxes[0].transforms[0].headers"},
+      {"intercept: { ca_dir: relative }\n", "intercept.ca_dir: expected an absolute path"},
+      {"intercept: { upstream_ca: maybe }\n", "intercept.upstream_ca: expected \"system\""},
+      {"intercept: { bogus: 1 }\n", "unknown key \"intercept.bogus\""},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.yaml);
+    auto bad = load_config_text(row.yaml, "t.yaml");
+    REQUIRE(std::holds_alternative<std::vector<std::string>>(bad));
+    CHECK(std::get<std::vector<std::string>>(bad)[0].find(row.expected) != std::string::npos);
+  }
 }
 
 TEST_CASE("Config: errors carry file:line:col and change nothing") {
