@@ -14,6 +14,9 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: egressd --config FILE            run the proxy
        egressd --check-config FILE      validate FILE; exit 0, or 2 with file:line:col errors
+       egressd --config FILE --takeover take the listening sockets of the egressd running
+                                        with the same listen.control, then it drains: an
+                                        upgrade that refuses no connection
        egressd --config FILE --check JSON
                                         decide offline, print what POST /v1/check answers
        egressd --version | --help
@@ -45,7 +48,7 @@ int check_offline(const egressd::Config& config, const std::string& json_text) {
 
 int main(int argc, char** argv) {
   std::string config_path, check_config_path, check_json;
-  bool check = false;
+  bool check = false, takeover = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -57,6 +60,8 @@ int main(int argc, char** argv) {
                 << egressd::build_info::kCompiler << ", " << egressd::build_info::kBuildType
                 << ")\n";
       return 0;
+    } else if (arg == "--takeover") {
+      takeover = true;
     } else if (arg == "--log-format") {
       const char* v = value();
       if (!v || (std::strcmp(v, "text") != 0 && std::strcmp(v, "json") != 0)) {
@@ -93,5 +98,5 @@ int main(int argc, char** argv) {
   if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) return print_errors(*errors);
   auto& config = std::get<egressd::Config>(loaded);
   if (check) return check_offline(config, check_json);
-  return egressd::run_server(std::move(config));
+  return egressd::run_server(std::move(config), takeover);
 }

@@ -6,6 +6,10 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
+#include <poll.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -13,8 +17,10 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <list>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -23,6 +29,7 @@
 #include "control/control_server.hpp"
 #include "control/state_dir.hpp"
 #include "core/log.hpp"
+#include "net/handoff.hpp"
 #include "net/listener.hpp"
 #include "session/dns_server.hpp"
 #include "session/session.hpp"
@@ -32,7 +39,139 @@ namespace egressd {
 namespace {
 
 using asio::ip::tcp;
-constexpr auto kDrainTime = std::chrono::seconds(10);
+
+// The sockets a --takeover received, by what they listen on; each is taken once.
+struct Inherited {
+  std::multimap<std::string, int> tproxy;          // listen.tproxy entry -> fd
+  std::map<std::string, std::pair<int, int>> dns;  // "host:port" -> (UDP, TCP)
+  int control = -1;
+
+  int take_control() { return std::exchange(control, -1); }
+  int take_tproxy(const std::string& address) {
+    auto found = tproxy.find(address);
+    if (found == tproxy.end()) return -1;
+    int fd = found->second;
+    tproxy.erase(found);
+    return fd;
+  }
+  std::pair<std::string, int> take_any_tproxy() {
+    if (tproxy.empty()) return {"", -1};
+    auto first = *tproxy.begin();
+    tproxy.erase(tproxy.begin());
+    return first;
+  }
+  std::pair<int, int> take_dns(const std::string& address) {
+    auto host_port = parse_host_port(address);
+    if (!host_port) return {-1, -1};
+    std::string label = host_port->host.find(':') != std::string::npos
+                            ? "[" + host_port->host + "]:" + std::to_string(host_port->port)
+                            : host_port->host + ":" + std::to_string(host_port->port);
+    auto found = dns.find(label);
+    if (found == dns.end()) return {-1, -1};
+    auto fds = found->second;
+    dns.erase(found);
+    return fds;
+  }
+  void close_rest() {
+    for (auto& [address, fds] : dns) {
+      ::close(fds.first);
+      ::close(fds.second);
+    }
+    dns.clear();
+    for (auto& [address, fd] : tproxy) ::close(fd);
+    tproxy.clear();
+    if (control >= 0) ::close(std::exchange(control, -1));
+  }
+};
+
+// The new process's side of the handoff (net/handoff.hpp): asks, receives, keeps the socket
+// to say "ready" on later. An error message, or empty.
+std::string take_over(const std::string& path, int& handoff, Inherited& inherited) {
+  handoff = connect_unix(path);
+  if (handoff < 0)
+    return "cannot reach the running egressd at " + path + ": " + std::strerror(errno) +
+           " (--takeover replaces a running egressd; start without it otherwise)";
+  if (!write_all(handoff, "takeover\n")) return "the running egressd closed the handoff";
+  std::string text;
+  std::vector<int> fds;
+  if (auto problem = receive_with_fds(handoff, text, fds, std::chrono::seconds(15));
+      !problem.empty())
+    return problem;
+  auto description = nlohmann::json::parse(text, nullptr, false);
+  auto fd_at = [&](const nlohmann::json& index) {
+    return index.is_number_unsigned() && index.get<size_t>() < fds.size() ? fds[index.get<size_t>()]
+                                                                          : -1;
+  };
+  if (!description.is_object()) {
+    for (int fd : fds) ::close(fd);
+    return "the running egressd's handoff is not understood";
+  }
+  for (const auto& entry : description.value("tproxy", nlohmann::json::array()))
+    if (int fd = fd_at(entry.value("fd", nlohmann::json())); fd >= 0)
+      inherited.tproxy.emplace(entry.value("address", ""), fd);
+  for (const auto& entry : description.value("dns", nlohmann::json::array())) {
+    int udp = fd_at(entry.value("udp", nlohmann::json()));
+    int tcp = fd_at(entry.value("tcp", nlohmann::json()));
+    if (udp >= 0 && tcp >= 0) inherited.dns[entry.value("address", "")] = {udp, tcp};
+  }
+  inherited.control = fd_at(description.value("control", nlohmann::json()));
+  log_line("taking over from egressd pid " + description.value("pid", nlohmann::json()).dump() +
+           ": " + std::to_string(fds.size()) + " listening sockets");
+  return {};
+}
+
+// The running process's side: a unix socket beside the control socket (0600); each client
+// is handed to `handle`, which returns true once the sockets are handed over (then it stops).
+class TakeoverListener {
+ public:
+  TakeoverListener(std::string path, std::function<bool(int)> handle)
+      : path_(std::move(path)), handle_(std::move(handle)) {}
+  ~TakeoverListener() { stop(false); }
+
+  std::string start() {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path_.size() >= sizeof(address.sun_path)) return "path too long";
+    std::strcpy(address.sun_path, path_.c_str());
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ::unlink(path_.c_str());  // an old process's, or stale: its handoff is over
+    mode_t previous = ::umask(0177);
+    bool ok = ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+              ::listen(fd_, 4) == 0;
+    ::umask(previous);
+    if (!ok) {
+      std::string problem = std::strerror(errno);
+      ::close(std::exchange(fd_, -1));
+      return problem;
+    }
+    thread_ = std::thread([this] {
+      while (!done_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 200) != 1) continue;
+        int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0) continue;
+        std::string request = read_line(client, std::chrono::seconds(5));
+        bool handed = request == "takeover" && handle_(client);
+        ::close(client);
+        if (handed) break;
+      }
+    });
+    return {};
+  }
+  void stop(bool unlink_path) {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+    if (unlink_path) ::unlink(path_.c_str());
+  }
+
+ private:
+  std::string path_;
+  std::function<bool(int)> handle_;
+  int fd_ = -1;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 // Accepts until the acceptor is closed. EMFILE/ENFILE back off (counted) instead of spinning.
 asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
@@ -68,9 +207,22 @@ void raise_fd_limit() {
 
 }  // namespace
 
-int run_server(Config config) {
+int run_server(Config config, bool takeover) {
+  const auto drain = std::chrono::seconds(config.drain_s);
   raise_fd_limit();
   signal(SIGPIPE, SIG_IGN);
+  // --takeover: the running egressd's listening sockets, asked for before the state is read
+  // (it pauses its control API first, so every write it acknowledged is on disk by then).
+  Inherited inherited;
+  int handoff = -1;
+  std::string takeover_path = config.listen.control + ".takeover";
+  if (takeover) {
+    std::string problem = take_over(takeover_path, handoff, inherited);
+    if (!problem.empty()) {
+      log_line("--takeover: " + problem);
+      return 1;
+    }
+  }
   ResolverOptions resolver{config.dns.servers, config.dns.timeout_ms, 2};
   DnsCacheLimits cache_limits{config.dns.min_ttl_s, config.dns.max_ttl_s, config.dns.negative_ttl_s,
                               config.dns.cache_size};
@@ -166,11 +318,13 @@ int run_server(Config config) {
   malloc_trim(0);
   ControlApi api(shared.control(), state);
   ControlServer control(api, config.listen.control);
-  if (std::string problem = control.start(); !problem.empty()) {
+  if (std::string problem = control.start(inherited.take_control()); !problem.empty()) {
     log_line("control socket: " + problem);
     return 1;
   }
-  if (config.listen.metrics) {
+  // The metrics listener (prometheus-cpp's own) cannot be handed over: after a takeover it is
+  // bound once the old process has let it go.
+  if (config.listen.metrics && !takeover) {
     try {
       shared.metrics.expose(*config.listen.metrics);
     } catch (const std::exception& e) {
@@ -183,6 +337,7 @@ int run_server(Config config) {
       config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
   std::list<Worker> pool;  // stable addresses
   std::vector<std::vector<tcp::acceptor>> acceptors(workers);
+  std::vector<std::vector<std::string>> acceptor_labels(workers);  // listen.tproxy entry of each
   for (unsigned i = 0; i < workers; ++i) {
     Worker& worker = pool.emplace_back(shared);
     if (!worker.dns.channel().ok() || !worker.dns.channel().error().empty()) {
@@ -193,6 +348,19 @@ int run_server(Config config) {
       auto host_port = *parse_host_port(address);
       std::error_code error;
       std::string step;
+      if (int fd = inherited.take_tproxy(address); fd >= 0) {
+        // The running egressd's socket: the same kernel socket, its queue included.
+        tcp::acceptor adopted(worker.io);
+        asio::error_code assign_error;
+        adopted.assign(host_port.host.find(':') == std::string::npos ? tcp::v4() : tcp::v6(), fd,
+                       assign_error);
+        if (!assign_error) {
+          acceptors[i].push_back(std::move(adopted));
+          acceptor_labels[i].push_back(address);
+          continue;
+        }
+        ::close(fd);
+      }
       auto acceptor = open_tproxy_listener(worker.io, host_port.host, host_port.port, error, step);
       if (error) {
         log_line("cannot listen on " + address + " (" + step + "): " + error.message() +
@@ -200,7 +368,31 @@ int run_server(Config config) {
         return 1;
       }
       acceptors[i].push_back(std::move(acceptor));
+      acceptor_labels[i].push_back(address);
     }
+  }
+  // More inherited sockets than workers (the old process had more): served all the same, or
+  // the connections the kernel queues on them would wait for nobody.
+  for (size_t k = 0;; ++k) {
+    auto [address, fd] = inherited.take_any_tproxy();
+    if (fd < 0) break;
+    unsigned i = static_cast<unsigned>(k % workers);
+    tcp::acceptor adopted(*&std::next(pool.begin(), i)->io);
+    asio::error_code assign_error;
+    auto host_port = parse_host_port(address);
+    bool v6 = host_port && host_port->host.find(':') != std::string::npos;
+    adopted.assign(v6 ? tcp::v6() : tcp::v4(), fd, assign_error);
+    if (assign_error) {
+      ::close(fd);
+      continue;
+    }
+    if (std::find(config.listen.tproxy.begin(), config.listen.tproxy.end(), address) ==
+        config.listen.tproxy.end()) {
+      log_line("inherited listener " + address + " is not in listen.tproxy any more: closed");
+      continue;  // closing it ends what was queued on it: the configuration said so
+    }
+    acceptors[i].push_back(std::move(adopted));
+    acceptor_labels[i].push_back(address);
   }
   // The DNS filter: each listen address (UDP + TCP) served by one worker, round robin.
   std::list<DnsServer> dns_servers;
@@ -211,7 +403,8 @@ int run_server(Config config) {
     if (!dns_of_worker[i]) dns_of_worker[i] = &dns_servers.emplace_back(worker.io, worker.context);
     auto host_port = *parse_host_port(config.dns_filter.listen[n]);
     std::string step;
-    if (auto error = dns_of_worker[i]->listen(host_port.host, host_port.port, step)) {
+    if (auto error = dns_of_worker[i]->listen(host_port.host, host_port.port, step,
+                                              inherited.take_dns(config.dns_filter.listen[n]))) {
       log_line("cannot serve DNS on " + config.dns_filter.listen[n] + " (" + step +
                "): " + error.message());
       return 1;
@@ -240,6 +433,30 @@ int run_server(Config config) {
   // systemd Type=notify: ready once the policy is loaded and every listener (TPROXY, DNS,
   // control, metrics) is up and served. Outside systemd (no NOTIFY_SOCKET) this does nothing.
   sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes", shared.store.snapshot()->size());
+  inherited.close_rest();  // the DNS listeners the configuration no longer names
+  if (handoff >= 0) {
+    // Serving: the old process may stop accepting and drain.
+    write_all(handoff, "ready\n");
+    read_line(handoff, std::chrono::seconds(5));  // its "stopping", so the metrics port is free
+    ::close(handoff);
+    if (config.listen.metrics) {
+      std::string problem;
+      for (int attempt = 0; attempt < 100; ++attempt) {
+        try {
+          shared.metrics.expose(*config.listen.metrics);
+          problem.clear();
+          break;
+        } catch (const std::exception& e) {
+          problem = e.what();
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+      if (!problem.empty())
+        log_line("cannot serve metrics on " + *config.listen.metrics +
+                 " after the takeover: " + problem);
+    }
+    log_line("took over from the running egressd; it drains its connections");
+  }
 
   asio::io_context main_io(1);
   asio::signal_set signals(main_io, SIGTERM, SIGINT, SIGHUP);
@@ -256,6 +473,7 @@ int run_server(Config config) {
     });
   };
   flush_every();
+  std::function<void(bool)> begin_stop;
   std::function<void()> wait_signal;
   wait_signal = [&] {
     signals.async_wait([&](const asio::error_code& error, int signal_number) {
@@ -301,26 +519,80 @@ int run_server(Config config) {
         wait_signal();
         return;
       }
-      sd_notify(0, "STOPPING=1");
-      log_line("stopping: no new connections, draining for up to " +
-               std::to_string(kDrainTime.count()) + " s");
-      shared.draining = true;
-      for (unsigned i = 0; i < workers; ++i) {
-        Worker& worker = *std::next(pool.begin(), i);
-        asio::post(worker.io, [&acceptors, &dns_of_worker, i] {
-          for (auto& acceptor : acceptors[i]) {
-            asio::error_code ignored;
-            acceptor.close(ignored);
-          }
-          if (dns_of_worker[i]) dns_of_worker[i]->stop();
-        });
-      }
-      stopping = true;
+      begin_stop(false);
     });
   };
+  // Stops accepting (closing this process's copies of the listeners: after a takeover the new
+  // process holds the same sockets, so nothing queued on them is lost), then drains.
+  bool handed_over = false;
+  begin_stop = [&](bool takeover_done) {
+    if (stopping) return;
+    handed_over = takeover_done;
+    sd_notify(0, "STOPPING=1");
+    log_line(std::string(takeover_done ? "handed over to the new egressd; " : "stopping: ") +
+             "no new connections, draining for up to " + std::to_string(drain.count()) + " s");
+    shared.draining = true;
+    if (takeover_done) shared.metrics.unexpose();  // the new process binds it next
+    for (unsigned i = 0; i < workers; ++i) {
+      Worker& worker = *std::next(pool.begin(), i);
+      asio::post(worker.io, [&acceptors, &dns_of_worker, i] {
+        for (auto& acceptor : acceptors[i]) {
+          asio::error_code ignored;
+          acceptor.close(ignored);
+        }
+        if (dns_of_worker[i]) dns_of_worker[i]->stop();
+      });
+    }
+    stopping = true;
+    asio::error_code ignored;
+    signals.cancel(ignored);
+  };
+  // The takeover listener: a new egressd started with --takeover asks for the sockets here.
+  TakeoverListener takeover_listener(takeover_path, [&](int client) {
+    control.pause();  // every acknowledged write is on disk before the new process reads it
+    std::vector<int> fds;
+    nlohmann::json description = {{"pid", ::getpid()}};
+    description["tproxy"] = nlohmann::json::array();
+    for (unsigned i = 0; i < workers; ++i) {
+      for (size_t j = 0; j < acceptors[i].size(); ++j) {
+        description["tproxy"].push_back({{"address", acceptor_labels[i][j]}, {"fd", fds.size()}});
+        fds.push_back(acceptors[i][j].native_handle());
+      }
+    }
+    description["dns"] = nlohmann::json::array();
+    for (DnsServer& server : dns_servers) {
+      for (const auto& l : server.listening()) {
+        description["dns"].push_back(
+            {{"address", l.address}, {"udp", fds.size()}, {"tcp", fds.size() + 1}});
+        fds.push_back(l.udp_fd);
+        fds.push_back(l.tcp_fd);
+      }
+    }
+    description["control"] = fds.size();
+    fds.push_back(control.native_handle());
+    std::string problem = send_with_fds(client, description.dump() + "\n", fds);
+    if (problem.empty() && read_line(client, std::chrono::seconds(60)) == "ready") {
+      std::promise<void> stopped;
+      asio::post(main_io, [&] {
+        begin_stop(true);
+        stopped.set_value();
+      });
+      stopped.get_future().wait();
+      write_all(client, "stopping\n");
+      return true;
+    }
+    log_line("a takeover did not complete (" + (problem.empty() ? "no ready" : problem) +
+             "); still serving");
+    control.resume();
+    return false;
+  });
+  if (std::string problem = takeover_listener.start(); !problem.empty())
+    log_line("takeover socket " + takeover_path + ": " + problem +
+             " (upgrades will need a restart)");
   wait_signal();
   main_io.run();  // returns once a stop signal arrived and the flush timer stopped
-  auto deadline = std::chrono::steady_clock::now() + kDrainTime;
+  takeover_listener.stop(!handed_over);
+  auto deadline = std::chrono::steady_clock::now() + drain;
   auto active = [&] {
     size_t total = 0;
     for (Worker& worker : pool) total += worker.active.load();
@@ -331,7 +603,7 @@ int run_server(Config config) {
   }
   if (active() > 0)
     log_line(std::to_string(active()) + " connections still open after the drain time; closing");
-  control.stop();
+  control.stop(!handed_over);  // after a takeover the socket file is the new process's
   for (Worker& worker : pool) worker.io.stop();
   for (auto& thread : threads) thread.join();
   shared.access_log.flush();

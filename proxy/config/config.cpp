@@ -276,7 +276,7 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   if (!loader.expect_map(root, "",
                          {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
                           "dns_filter", "gateways", "guard", "unknown_source", "on_update",
-                          "access_log", "sandboxes", "intercept"})) {
+                          "access_log", "sandboxes", "intercept", "drain_s"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -511,6 +511,9 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   }
   if (root["access_log"]) {
     if (auto log = loader.scalar(root["access_log"], "access_log")) config.access_log = *log;
+  }
+  if (root["drain_s"]) {
+    loader.number(root["drain_s"], "drain_s", config.drain_s, 0, 86400);
   }
   if (const YAML::Node sandboxes = root["sandboxes"]) {
     if (!sandboxes.IsSequence()) {

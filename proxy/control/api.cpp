@@ -182,6 +182,12 @@ bool ControlApi::remove(const std::string& id) {
 }
 
 ControlResponse ControlApi::handle(const ControlRequest& request) {
+  if (paused_.load()) {
+    ControlResponse busy = native_error(
+        503, "egressd is handing over to a new process (--takeover); retry: nothing changed");
+    busy.headers.push_back({"Retry-After", "1"});
+    return busy;
+  }
   std::string path = request.target, query_text;
   if (auto q = path.find('?'); q != std::string::npos) {
     query_text = path.substr(q + 1);

@@ -4,6 +4,7 @@
 // is unit-tested without sockets.
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -38,6 +39,8 @@ class ControlApi {
  public:
   ControlApi(ControlContext context, StateDir& state) : ctx_(context), state_(state) {}
   ControlResponse handle(const ControlRequest& request);
+  // A takeover in progress: every request is answered 503 (nothing changes) until resumed.
+  void set_paused(bool paused) { paused_.store(paused); }
 
   // Validates, persists, publishes, then applies on_update to live connections. Shared by
   // every route that changes a policy.
@@ -86,6 +89,7 @@ class ControlApi {
   // One policy change at a time (persist order = publish order); recursive: a compatible
   // endpoint holds it across its read-modify-write and apply() takes it again.
   std::recursive_mutex write_mutex_;
+  std::atomic<bool> paused_{false};
 };
 
 }  // namespace egressd

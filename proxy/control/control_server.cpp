@@ -5,6 +5,8 @@
 
 #include <sys/stat.h>
 
+#include <future>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -158,28 +160,39 @@ struct ControlServer::State {
   stream_protocol::acceptor acceptor;
 };
 
-std::string ControlServer::start() {
-  namespace fs = std::filesystem;
-  std::error_code fs_error;
-  fs::path parent = fs::path(path_).parent_path();
-  if (!parent.empty()) fs::create_directories(parent, fs_error);
-  struct stat info {};
-  if (::lstat(path_.c_str(), &info) == 0) {
-    if (!S_ISSOCK(info.st_mode)) return path_ + " exists and is not a socket";
-    stream_protocol::socket probe(io_);
-    asio::error_code error;
-    probe.connect(stream_protocol::endpoint(path_), error);
-    if (!error) return "another process is serving " + path_;
-    ::unlink(path_.c_str());  // stale: nobody listens
-  }
+std::string ControlServer::start(int inherited) {
   state_ = std::make_unique<State>(io_);
   asio::error_code error;
-  state_->acceptor.open(stream_protocol(), error);
-  mode_t previous = ::umask(0177);  // the socket file is created 0600
-  if (!error) state_->acceptor.bind(stream_protocol::endpoint(path_), error);
-  ::umask(previous);
-  if (!error) state_->acceptor.listen(64, error);
-  if (error) return "cannot serve " + path_ + ": " + error.message();
+  if (inherited >= 0) {
+    state_->acceptor.assign(stream_protocol(), inherited, error);
+    if (error) return "cannot serve the inherited control socket: " + error.message();
+  } else {
+    namespace fs = std::filesystem;
+    std::error_code fs_error;
+    fs::path parent = fs::path(path_).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, fs_error);
+    struct stat info {};
+    if (::lstat(path_.c_str(), &info) == 0) {
+      if (!S_ISSOCK(info.st_mode)) return path_ + " exists and is not a socket";
+      stream_protocol::socket probe(io_);
+      probe.connect(stream_protocol::endpoint(path_), error);
+      if (!error) return "another process is serving " + path_ + " (upgrade with --takeover)";
+      ::unlink(path_.c_str());  // stale: nobody listens
+    }
+    error.clear();
+    state_->acceptor.open(stream_protocol(), error);
+    mode_t previous = ::umask(0177);  // the socket file is created 0600
+    if (!error) state_->acceptor.bind(stream_protocol::endpoint(path_), error);
+    ::umask(previous);
+    if (!error) state_->acceptor.listen(64, error);
+    if (error) return "cannot serve " + path_ + ": " + error.message();
+  }
+  accept_clients();
+  thread_ = std::thread([this] { io_.run(); });
+  return {};
+}
+
+void ControlServer::accept_clients() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
@@ -208,11 +221,33 @@ std::string ControlServer::start() {
         }
       },
       asio::detached);
-  thread_ = std::thread([this] { io_.run(); });
-  return {};
 }
 
-void ControlServer::stop() {
+int ControlServer::native_handle() const {
+  return state_ ? state_->acceptor.native_handle() : -1;
+}
+
+void ControlServer::pause() {
+  if (!state_) return;
+  std::promise<void> done;
+  asio::post(io_, [this, &done] {
+    api_.set_paused(true);
+    asio::error_code ignored;
+    state_->acceptor.cancel(ignored);  // the accept loop ends; the socket stays open
+    done.set_value();
+  });
+  done.get_future().wait();  // runs after any request being handled: one thread serves them all
+}
+
+void ControlServer::resume() {
+  if (!state_) return;
+  asio::post(io_, [this] {
+    api_.set_paused(false);
+    accept_clients();
+  });
+}
+
+void ControlServer::stop(bool unlink_path) {
   if (!state_) return;
   asio::post(io_, [this] {
     asio::error_code ignored;
@@ -220,7 +255,7 @@ void ControlServer::stop() {
   });
   io_.stop();
   if (thread_.joinable()) thread_.join();
-  ::unlink(path_.c_str());
+  if (unlink_path) ::unlink(path_.c_str());
   state_.reset();
 }
 

@@ -21,12 +21,21 @@ class ControlServer {
 
   ControlServer(ControlApi& api, std::string path);
   ~ControlServer();
-  // Binds (replacing a stale socket file, refusing a live one) and starts serving.
-  std::string start();
-  void stop();
+  // Binds (replacing a stale socket file, refusing a live one) and starts serving; with
+  // `inherited` (a takeover), serves that listening socket instead.
+  std::string start(int inherited = -1);
+  // `unlink_path` false after a takeover: the socket file is the new process's now.
+  void stop(bool unlink_path = true);
+  int native_handle() const;
+  // A takeover in progress: no new client is accepted (they wait in the backlog for whichever
+  // process accepts next) and every request from now on is answered 503; returns once no
+  // request is being handled, so the state on disk is final. resume() undoes it.
+  void pause();
+  void resume();
 
  private:
   struct State;
+  void accept_clients();
   ControlApi& api_;
   std::string path_;
   // Before io_: clients still being served when io_ is destroyed release their slot here.

@@ -26,6 +26,7 @@ class Metrics {
   Metrics();
   // Serves /metrics on `address` ("127.0.0.1:9464"); throws only at startup on a bad bind.
   void expose(const std::string& address);
+  void unexpose() { exposer_.reset(); }  // frees the port (a takeover's new process binds it)
 
   void connection_finished(Reason reason) {
     connections_[static_cast<size_t>(reason)]->Increment();

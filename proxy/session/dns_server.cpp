@@ -174,7 +174,8 @@ struct DnsServer::Udp {
 
 DnsServer::~DnsServer() = default;
 
-std::error_code DnsServer::listen(const std::string& host, uint16_t port, std::string& step) {
+std::error_code DnsServer::listen(const std::string& host, uint16_t port, std::string& step,
+                                  std::pair<int, int> inherited) {
   auto address = IpAddress::parse(host);
   if (!address) {
     step = "address";
@@ -183,6 +184,25 @@ std::error_code DnsServer::listen(const std::string& host, uint16_t port, std::s
   auto udp = std::make_shared<Udp>(io_);
   udp->bound = *address;
   udp->port = port;
+  std::string text = address->family == Family::v6 ? "[" + host + "]:" + std::to_string(port)
+                                                   : host + ":" + std::to_string(port);
+  if (inherited.first >= 0 && inherited.second >= 0) {
+    asio::error_code error;
+    udp->socket.assign(address->family == Family::v4 ? asio::ip::udp::v4() : asio::ip::udp::v6(),
+                       inherited.first, error);
+    asio::ip::tcp::acceptor acceptor(io_);
+    if (!error)
+      acceptor.assign(address->family == Family::v4 ? asio::ip::tcp::v4() : asio::ip::tcp::v6(),
+                      inherited.second, error);
+    if (error) {
+      step = "adopting the inherited sockets";
+      return error;
+    }
+    udp_.push_back(std::move(udp));
+    tcp_.push_back(std::move(acceptor));
+    addresses_.push_back(text);
+    return {};
+  }
   int fd = transparent_udp_socket(address->family);
   auto fail = [&](const char* what) {
     std::error_code error(errno, std::generic_category());
@@ -217,7 +237,16 @@ std::error_code DnsServer::listen(const std::string& host, uint16_t port, std::s
     return tcp_error;
   }
   tcp_.push_back(std::move(acceptor));
+  addresses_.push_back(text);
   return {};
+}
+
+std::vector<DnsServer::Listening> DnsServer::listening() {
+  std::vector<Listening> out;
+  for (size_t i = 0; i < udp_.size() && i < tcp_.size() && i < addresses_.size(); ++i)
+    out.push_back(
+        Listening{addresses_[i], udp_[i]->socket.native_handle(), tcp_[i].native_handle()});
+  return out;
 }
 
 void DnsServer::start() {

@@ -4,6 +4,9 @@
 // resolver it names. Each query is identified by its source like a connection, planned and
 // filtered by dns/filter, sent upstream through the worker's c-ares channel and the shared
 // cache, and answered from the address the sandbox asked.
+#include <utility>
+#include <vector>
+
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
@@ -35,7 +38,16 @@ class DnsServer {
   DnsServer(asio::io_context& io, SessionContext& context) : io_(io), context_(context) {}
   ~DnsServer();
   // Opens the UDP socket and the TCP listener of one dns_filter.listen address.
-  std::error_code listen(const std::string& host, uint16_t port, std::string& step);
+  // With `inherited` (a takeover: the UDP socket and the TCP listener the running egressd
+  // served this address with), those are served instead of new ones.
+  std::error_code listen(const std::string& host, uint16_t port, std::string& step,
+                         std::pair<int, int> inherited = {-1, -1});
+  // What a takeover hands over: per listen address, its UDP socket and TCP listener.
+  struct Listening {
+    std::string address;  // as dns_filter.listen says it
+    int udp_fd, tcp_fd;
+  };
+  std::vector<Listening> listening();
   void start();
   void stop();  // closes the listeners (on the worker's thread)
 
@@ -54,6 +66,7 @@ class DnsServer {
   SessionContext& context_;
   std::vector<std::shared_ptr<Udp>> udp_;
   std::vector<asio::ip::tcp::acceptor> tcp_;
+  std::vector<std::string> addresses_;
   size_t in_flight_ = 0;
   size_t tcp_clients_ = 0;
 };

@@ -55,6 +55,13 @@ TEST_CASE("Config: the shipped example loads with every key") {
   CHECK(c.sandboxes[0].transforms[0].headers[0].first == "Authorization");
   CHECK(c.intercept.upstream_ca == "system");
   CHECK(c.intercept.ca_dir == "/var/lib/egressd/ca");
+  CHECK(c.drain_s == 300);
+  auto quick = load_config_text("drain_s: 5\n", "t.yaml");
+  REQUIRE(std::holds_alternative<Config>(quick));
+  CHECK(std::get<Config>(quick).drain_s == 5);
+  auto bad = load_config_text("drain_s: -1\n", "t.yaml");
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(bad));
+  CHECK(std::get<std::vector<std::string>>(bad)[0].find("drain_s") != std::string::npos);
 }
 
 TEST_CASE("Config: transforms, secrets and intercept keys, with positions for their errors") {
