@@ -96,11 +96,29 @@ def prometheus():
     check("promtool check rules", r.returncode == 0, r.stdout + r.stderr)
     r = subprocess.run(["promtool", "check", "config", "--syntax-only", os.path.join(DEPLOY, "prometheus", "prometheus.yml")], capture_output=True, text=True)
     check("promtool check config", r.returncode == 0, r.stdout + r.stderr)
+    r = subprocess.run(["promtool", "test", "rules", "egressd-alerts-test.yml"], cwd=os.path.join(DEPLOY, "prometheus"),
+                       capture_output=True, text=True)
+    check("promtool test rules (every alert fires on its input, not before its for:)", r.returncode == 0, r.stdout + r.stderr)
     rules = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
-    names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
-    for wanted in ("EgressdDown", "EgressdDenialSpike", "EgressdAcceptErrors", "EgressdDnsFailures",
-                   "EgressdConnectionLimitHits", "EgressdPolicyUpdateFailures"):
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in alerts}
+    for wanted in ("EgressdDown", "EgressdAbsent", "EgressdConfigReloadFailed", "EgressdFdNearLimit", "EgressdFdExhausted",
+                   "EgressdDenialSpike", "EgressdGuardedDestinationSpike", "EgressdUnknownSourceSpike", "EgressdAcceptErrors",
+                   "EgressdDnsFailures", "EgressdConnectionLimitHits", "EgressdPolicyUpdateFailures"):
         check(f"alert {wanted}", wanted in names)
+    tests = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts-test.yml")))
+    tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if t["exp_alerts"]}
+    runbooks = open(os.path.join(ROOT, "docs", "runbooks.md")).read()
+    anchors = {re.sub(r"[^a-z0-9-]", "", line[3:].strip().lower()) for line in runbooks.splitlines() if line.startswith("## ")}
+    for alert in alerts:
+        name = alert["alert"]
+        check(f"{name}: severity critical or warning", alert["labels"].get("severity") in ("critical", "warning"), alert["labels"])
+        notes = alert.get("annotations", {})
+        check(f"{name}: summary and description", bool(notes.get("summary")) and bool(notes.get("description")))
+        url = notes.get("runbook_url", "")
+        check(f"{name}: runbook_url names its section in docs/runbooks.md",
+              url.endswith("docs/runbooks.md#" + name.lower()) and name.lower() in anchors, url)
+        check(f"{name}: a promtool test makes it fire", name in tested)
 
 
 def kubernetes():
