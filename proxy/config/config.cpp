@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "policy/rule.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -166,6 +168,15 @@ class Loader {
                   std::string(list) == "allow" ? spec.allow : spec.deny, &rule_marks);
           for (size_t i = 0; i < rule_marks.size(); ++i) {
             marks["egress." + std::string(list) + "[" + std::to_string(i) + "]"] = rule_marks[i];
+          }
+          // Every bad rule is reported now, with its position: --check-config lists them all,
+          // not only the first the policy compiler would stop at.
+          const auto& rules = std::string(list) == "allow" ? spec.allow : spec.deny;
+          for (size_t i = 0; i < rules.size() && i < rule_marks.size(); ++i) {
+            auto parsed = parse_rule(rules[i]);
+            if (auto* problem = std::get_if<std::string>(&parsed))
+              error(rule_marks[i], where + ".egress." + list + "[" + std::to_string(i) + "]: \"" +
+                                       rules[i] + "\": " + *problem);
           }
         }
       }

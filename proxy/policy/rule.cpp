@@ -1,11 +1,15 @@
 #include "policy/rule.hpp"
 
+#include <optional>
+
 #include <charconv>
 
 #include "core/hostname.hpp"
 #include "policy/public_suffix.hpp"
 
 namespace egressd {
+
+std::variant<Rule, std::string> parse_rule_strict(std::string_view text);
 namespace {
 
 std::variant<uint16_t, std::string> parse_port(std::string_view digits) {
@@ -77,7 +81,39 @@ std::variant<Rule, std::string> parse_host(std::string_view host, bool bracketed
 
 }  // namespace
 
+namespace {
+
+// The mistakes people make most when they write a rule, explained instead of only refused.
+std::optional<std::string> common_mistake(std::string_view text) {
+  if (text.find("://") != std::string_view::npos)
+    return std::string(
+        "rules are host[:ports], not URLs: for https://api.example.com/v1 write "
+        "\"api.example.com\" (or \"api.example.com:443\")");
+  if (text.find_first_of(" \t,;") != std::string_view::npos)
+    return std::string("one rule per list entry: this one has spaces, commas or semicolons");
+  auto slash = text.find('/');
+  if (slash != std::string_view::npos && slash > 0) {
+    std::string_view before = text.substr(0, slash);
+    bool letters = before.find_first_not_of("0123456789.:[]abcdefABCDEF") != std::string_view::npos;
+    if (letters)
+      return std::string(
+          "a rule has no path: write the host alone (\"example.com\"), paths are not "
+          "decided (egressd sees the TLS name, not the request)");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::variant<Rule, std::string> parse_rule(std::string_view text) {
+  auto parsed = parse_rule_strict(text);
+  if (std::holds_alternative<std::string>(parsed)) {
+    if (auto hint = common_mistake(text)) return *hint;
+  }
+  return parsed;
+}
+
+std::variant<Rule, std::string> parse_rule_strict(std::string_view text) {
   if (text.empty()) return std::string("empty rule");
   std::string_view host = text;
   std::string_view ports;

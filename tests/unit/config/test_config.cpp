@@ -250,3 +250,23 @@ sandboxes:
   CHECK(unknown[0].find("t.yaml:3:") == 0);
   CHECK(unknown[0].find("unknown gateway \"other\" (configured: g)") != std::string::npos);
 }
+
+TEST_CASE("Config: --check-config reports every bad rule, each at its position, with the fix") {
+  auto loaded = load_config_text(
+      "sandboxes:\n"
+      "  - id: a\n"
+      "    sources: [\"10.200.1.2\"]\n"
+      "    egress:\n"
+      "      allow: [\"https://api.openai.com/v1\", \"ok.example\", \"a.example b.example\"]\n"
+      "      deny: [\"10.0.0.1/8\"]\n",
+      "t.yaml");
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(loaded));
+  const auto& errors = std::get<std::vector<std::string>>(loaded);
+  REQUIRE(errors.size() == 3);
+  CHECK(errors[0].starts_with("t.yaml:5:15: sandboxes[0].egress.allow[0]"));
+  CHECK(errors[0].find("rules are host[:ports], not URLs") != std::string::npos);
+  CHECK(errors[1].starts_with("t.yaml:5:58: sandboxes[0].egress.allow[2]"));
+  CHECK(errors[1].find("one rule per list entry") != std::string::npos);
+  CHECK(errors[2].starts_with("t.yaml:6:14: sandboxes[0].egress.deny[0]"));
+  CHECK(errors[2].find("host bits set") != std::string::npos);
+}

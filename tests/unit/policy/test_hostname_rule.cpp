@@ -118,6 +118,12 @@ TEST_CASE("Rule validation names why") {
       {"[2001:db8::1]443", "expected ':PORTS'"},
       {"[10.0.0.1]:80", "only for IPv6"},
       {"300.1.1.1", "all digits"},
+      // The common mistakes are explained, not only refused.
+      {"https://api.example.com/v1", "rules are host[:ports], not URLs"},
+      {"http://example.com", "not URLs"},
+      {"pypi.org files.pythonhosted.org", "one rule per list entry"},
+      {"a.example,b.example", "one rule per list entry"},
+      {"github.com/org/repo", "a rule has no path"},
   };
   for (const Row& row : rows) {
     CAPTURE(row.text);
