@@ -9,6 +9,9 @@ packages=(
   iproute2 iptables nftables nginx-light libnginx-mod-stream squid-openssl dnsmasq-base bind9-dnsutils curl wrk haproxy python3 python3-yaml python3-requests procps psmisc
   prometheus systemd util-linux
 )
+# kubectl (for `kubectl kustomize`, offline, in the deploy tests): Debian's kubernetes-client,
+# unless a kubectl is installed already.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

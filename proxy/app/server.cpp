@@ -433,6 +433,7 @@ int run_server(Config config, bool takeover) {
   // systemd Type=notify: ready once the policy is loaded and every listener (TPROXY, DNS,
   // control, metrics) is up and served. Outside systemd (no NOTIFY_SOCKET) this does nothing.
   sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes", shared.store.snapshot()->size());
+  shared.metrics.set_ready(true);
   inherited.close_rest();  // the DNS listeners the configuration no longer names
   if (handoff >= 0) {
     // Serving: the old process may stop accepting and drain.
@@ -529,6 +530,7 @@ int run_server(Config config, bool takeover) {
     if (stopping) return;
     handed_over = takeover_done;
     sd_notify(0, "STOPPING=1");
+    shared.metrics.set_ready(false);  // Kubernetes stops sending new work here
     log_line(std::string(takeover_done ? "handed over to the new egressd; " : "stopping: ") +
              "no new connections, draining for up to " + std::to_string(drain.count()) + " s");
     shared.draining = true;

@@ -92,6 +92,19 @@ class ProcessCollector : public prometheus::Collectable {
   double start_ = 0;
 };
 
+// What /healthz and /readyz serve: one line, so a probe's 200 carries something to read.
+class ProbeCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily family{"egressd_up", "egressd is serving", prometheus::MetricType::Gauge,
+                                    {}};
+    prometheus::ClientMetric metric;
+    metric.gauge.value = 1;
+    family.metric.push_back(metric);
+    return {family};
+  }
+};
+
 }  // namespace
 
 Metrics::Metrics() {
@@ -233,6 +246,20 @@ void Metrics::expose(const std::string& address) {
   exposer_->RegisterCollectable(registry_);
   process_ = std::make_shared<ProcessCollector>();
   exposer_->RegisterCollectable(process_);
+  health_ = std::make_shared<ProbeCollector>();
+  exposer_->RegisterCollectable(health_, "/healthz");
+  if (ready_) exposer_->RegisterCollectable(health_, "/readyz");
+}
+
+void Metrics::set_ready(bool ready) {
+  if (ready == ready_) return;
+  ready_ = ready;
+  if (!exposer_) return;  // expose() registers /readyz when it comes
+  if (ready) {
+    exposer_->RegisterCollectable(health_, "/readyz");
+  } else {
+    exposer_->RemoveCollectable(health_, "/readyz");
+  }
 }
 
 void Metrics::config_reload(bool ok) {

@@ -27,6 +27,10 @@ class Metrics {
   // Serves /metrics on `address` ("127.0.0.1:9464"); throws only at startup on a bad bind.
   void expose(const std::string& address);
   void unexpose() { exposer_.reset(); }  // frees the port (a takeover's new process binds it)
+  // Probes on the metrics listener (Kubernetes): /healthz answers 200 while the process
+  // serves it; /readyz only between set_ready(true) (policy loaded, listeners up) and
+  // set_ready(false) (stopping or handed over), 404 otherwise.
+  void set_ready(bool ready);
 
   void connection_finished(Reason reason) {
     connections_[static_cast<size_t>(reason)]->Increment();
@@ -61,6 +65,8 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<prometheus::Collectable> process_;  // the exposer only keeps a weak_ptr
+  std::shared_ptr<prometheus::Collectable> health_;
+  bool ready_ = false;
   std::array<prometheus::Counter*, std::tuple_size_v<decltype(kAllReasons)>> connections_{};
   std::array<prometheus::Gauge*, 3> active_{};
   prometheus::Counter* bytes_up_ = nullptr;

@@ -73,8 +73,8 @@ def firewall_defaults():
     """The shipped firewall arguments cover both families and DNS, and firewall.sh accepts them."""
     default = open(os.path.join(DEPLOY, "systemd", "egressd-firewall.default")).read()
     shipped = {"egressd-firewall.default": re.search(r'^EGRESSD_FIREWALL_ARGS="([^"]*)"', default, re.M).group(1)}
-    docs = list(yaml.safe_load_all(open(os.path.join(DEPLOY, "kubernetes", "egressd.yaml"))))
-    shipped["ConfigMap firewall-args"] = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["firewall-args"]
+    configmap = yaml.safe_load(open(os.path.join(DEPLOY, "kubernetes", "base", "configmap.yaml")))
+    shipped["ConfigMap firewall-args"] = configmap["data"]["firewall-args"]
     for where, args in shipped.items():
         words = args.split()
         values = lambda flag: [words[i + 1] for i, w in enumerate(words) if w == flag and i + 1 < len(words)]
@@ -121,30 +121,97 @@ def prometheus():
         check(f"{name}: a promtool test makes it fire", name in tested)
 
 
+K8S = os.path.join(DEPLOY, "kubernetes")
+
+
+def kustomize(directory):
+    """The manifests kubectl kustomize renders (offline), or None when it fails."""
+    r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)], capture_output=True, text=True)
+    check(f"kubectl kustomize {directory}", r.returncode == 0, r.stderr)
+    return list(yaml.safe_load_all(r.stdout)) if r.returncode == 0 else None
+
+
+def schema(docs, where):
+    """Structural checks of what a cluster would be given (no API server here): every object
+    is named and typed, every container is complete, every reference resolves."""
+    for d in docs:
+        check(f"{where}: {d.get('kind')} has apiVersion, kind, metadata.name",
+              all(k in d for k in ("apiVersion", "kind")) and bool(d.get("metadata", {}).get("name")))
+    for ds in (d for d in docs if d["kind"] == "DaemonSet"):
+        name = ds["metadata"]["name"]
+        spec = ds["spec"]["template"]["spec"]
+        check(f"{where}: {name} selector matches its labels",
+              ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items())
+        check(f"{where}: {name} automountServiceAccountToken false", spec.get("automountServiceAccountToken") is False)
+        check(f"{where}: {name} seccomp RuntimeDefault", spec.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault")
+        check(f"{where}: {name} tolerates every taint", {"operator": "Exists"} in spec.get("tolerations", []))
+        volumes = {v["name"] for v in spec.get("volumes", [])}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            cname = f"{name}/{c['name']}"
+            check(f"{where}: {cname} has an image", bool(c.get("image")))
+            check(f"{where}: {cname} cannot escalate", c.get("securityContext", {}).get("allowPrivilegeEscalation") is False)
+            check(f"{where}: {cname} drops every capability", "ALL" in c.get("securityContext", {}).get("capabilities", {}).get("drop", []))
+            check(f"{where}: {cname} has a memory limit", bool(c.get("resources", {}).get("limits", {}).get("memory")))
+            check(f"{where}: {cname} mounts only declared volumes", {m["name"] for m in c.get("volumeMounts", [])} <= volumes)
+            ports = {p["name"] for p in c.get("ports", [])}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if probe in c and "httpGet" in c[probe]:
+                    check(f"{where}: {cname} {probe} names a declared port", c[probe]["httpGet"]["port"] in ports)
+
+
 def kubernetes():
-    docs = list(yaml.safe_load_all(open(os.path.join(DEPLOY, "kubernetes", "egressd.yaml"))))
-    kinds = {d["kind"]: d for d in docs}
-    check("manifests: Namespace, ConfigMap, DaemonSet", {"Namespace", "ConfigMap", "DaemonSet"} <= kinds.keys())
+    check("kubectl installed (kubernetes-client)", shutil.which("kubectl") is not None)
+    if not shutil.which("kubectl"):
+        return
+    base = kustomize("base")
+    overlay = kustomize("overlays/example")
+    uninstall = kustomize("uninstall")
+    if base is None or overlay is None or uninstall is None:
+        return
+    for docs, where in ((base, "base"), (overlay, "overlay"), (uninstall, "uninstall")):
+        schema(docs, where)
+    kinds = {d["kind"]: d for d in base}
+    check("base: Namespace, ConfigMap, DaemonSet, PodMonitor, PrometheusRule",
+          {"Namespace", "ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule"} <= kinds.keys())
+    check("base: everything in namespace egressd",
+          all(d["metadata"].get("namespace") == "egressd" for d in base if d["kind"] != "Namespace"))
     ds = kinds["DaemonSet"]
     spec = ds["spec"]["template"]["spec"]
-    container = spec["containers"][0]
+    container = next(c for c in spec["containers"] if c["name"] == "egressd")
     check("DaemonSet hostNetwork", spec.get("hostNetwork") is True)
-    check("DaemonSet selector matches labels", ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items())
+    check("DaemonSet dnsPolicy Default (the node's resolver)", spec.get("dnsPolicy") == "Default")
     check("egressd has NET_ADMIN and NET_BIND_SERVICE only",
           container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_BIND_SERVICE"], "drop": ["ALL"]})
-    check("liveness and readiness probes", "livenessProbe" in container and "readinessProbe" in container)
+    probes = {p: container.get(p, {}).get("httpGet", {}).get("path") for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    check("probes: startup and readiness on /readyz, liveness on /healthz",
+          probes == {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}, probes)
+    check("grace period covers drain_s", spec.get("terminationGracePeriodSeconds", 0) > 300)
+    reload = next((c for c in spec["containers"] if c["name"] == "reload"), None)
+    check("a reload sidecar validates, then SIGHUPs", reload is not None and spec.get("shareProcessNamespace") is True
+          and "--check-config" in reload["command"][-1] and "kill -HUP" in reload["command"][-1])
     annotations = ds["spec"]["template"]["metadata"]["annotations"]
     check("Prometheus annotations", annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == "9464")
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
-    check("volumes mounted exist", set(mounts) <= set(volumes))
     check("state and control on hostPath", "hostPath" in volumes["state"] and "hostPath" in volumes["control"])
-    config_text = kinds["ConfigMap"]["data"]["egressd.yaml"]
-    path = tempfile.mktemp(suffix=".yaml")
-    open(path, "w").write(config_text)
-    r = subprocess.run([os.path.join(BUILD, "egressd"), "--check-config", path], capture_output=True, text=True)
-    os.unlink(path)
-    check("ConfigMap config passes egressd --check-config", r.returncode == 0, r.stderr)
+    monitor = kinds["PodMonitor"]
+    check("PodMonitor selects the DaemonSet's pods on its metrics port",
+          monitor["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+          and monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics")
+    alerts = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
+    check("PrometheusRule holds exactly the alerts of egressd-alerts.yml", kinds["PrometheusRule"]["spec"]["groups"] == alerts["groups"])
+    for docs, where in ((base, "base"), (overlay, "overlay")):
+        config_text = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["egressd.yaml"]
+        path = tempfile.mktemp(suffix=".yaml")
+        open(path, "w").write(config_text)
+        r = subprocess.run([os.path.join(BUILD, "egressd"), "--check-config", path], capture_output=True, text=True)
+        os.unlink(path)
+        check(f"{where}: ConfigMap config passes egressd --check-config", r.returncode == 0, r.stderr)
+    images = {c["image"] for d in overlay if d["kind"] == "DaemonSet" for c in
+              d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"]["initContainers"]}
+    check("overlay: its image everywhere", images == {"registry.example/egressd:0.1.0"}, images)
+    down = next(d for d in uninstall if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["initContainers"][0]
+    check("uninstall runs firewall.sh down on every node", down["command"][-1] == "down"
+          and {"operator": "Exists"} in next(d for d in uninstall if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["tolerations"])
 
 
 def grafana(live_metrics):
@@ -167,6 +234,14 @@ def grafana(live_metrics):
         check("every metric the dashboard and alerts use is exported by egressd", not missing, missing)
 
 
+if "--write-prometheusrule" in sys.argv:
+    alerts = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
+    path = os.path.join(DEPLOY, "kubernetes", "base", "prometheusrule.yaml")
+    header = "".join(line for line in open(path) if line.startswith("#"))
+    doc = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+           "metadata": {"name": "egressd", "labels": {"app": "egressd"}}, "spec": {"groups": alerts["groups"]}}
+    open(path, "w").write(header + yaml.safe_dump(doc, sort_keys=False, width=200))
+    sys.exit(0)
 systemd_units()
 firewall_defaults()
 prometheus()

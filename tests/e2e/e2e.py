@@ -2024,6 +2024,9 @@ def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
         assert "READY=1" in message and "STATUS=serving" in message, message
         # Ready means serving: the very next connection is relayed (no retry loop here).
         assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        for probe in ("healthz", "readyz"):  # Kubernetes' probes, on the metrics listener
+            r = ns("host", f"curl -s -o /dev/null -w %{{http_code}} http://127.0.0.1:9464/{probe}")
+            assert r.stdout == "200", (probe, r.stdout)
         egressd_process.send_signal(signal.SIGHUP)
         assert "RELOADING=1" in notify.recv(4096).decode()
         assert "READY=1" in notify.recv(4096).decode()
