@@ -96,8 +96,8 @@ class ProcessCollector : public prometheus::Collectable {
 class ProbeCollector : public prometheus::Collectable {
  public:
   std::vector<prometheus::MetricFamily> Collect() const override {
-    prometheus::MetricFamily family{"egressd_up", "egressd is serving", prometheus::MetricType::Gauge,
-                                    {}};
+    prometheus::MetricFamily family{
+        "egressd_up", "egressd is serving", prometheus::MetricType::Gauge, {}};
     prometheus::ClientMetric metric;
     metric.gauge.value = 1;
     family.metric.push_back(metric);

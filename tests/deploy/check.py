@@ -218,6 +218,12 @@ def grafana(live_metrics):
     dashboard = json.load(open(os.path.join(DEPLOY, "grafana", "egressd-dashboard.json")))
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     check("dashboard has panels with expressions", len(exprs) >= 8)
+    undescribed = [p["title"] for p in dashboard["panels"] if not p.get("description")]
+    check("every dashboard panel has a description", not undescribed, undescribed)
+    check("dashboard has an up panel", any(t["expr"].startswith("up{") for p in dashboard["panels"] for t in p.get("targets", [])))
+    check("dashboard has per-node top-k panels", sum("topk(" in e for e in exprs) >= 2)
+    check("dashboard thresholds on saturation and latency panels",
+          sum(bool(p.get("fieldConfig", {}).get("defaults", {}).get("thresholds")) for p in dashboard["panels"]) >= 3)
     used = set()
     for e in exprs:
         used |= metric_names(e)
