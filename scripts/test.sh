@@ -29,7 +29,10 @@ if [ -d tests/fuzz ] && ls tests/fuzz/fuzz_*.cpp >/dev/null 2>&1; then
   bash tests/fuzz/run.sh build/fuzz "$FUZZ_SECONDS"
 fi
 
-step "deploy kit (systemd-analyze, promtool, manifests, dashboard)"
+step "deploy kit (systemd-analyze, promtool, manifests, dashboard, .deb)"
+# The package is built from the release build (installed under /usr; nothing recompiles).
+cmake -S . -B build/release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+(cd build/release && rm -f egressd_*.deb && cpack -G DEB >/dev/null)
 python3 tests/deploy/check.py build/release
 
 if [ -x tests/e2e/run.sh ]; then

@@ -240,6 +240,52 @@ def grafana(live_metrics):
         check("every metric the dashboard and alerts use is exported by egressd", not missing, missing)
 
 
+def debian_package():
+    """The .deb cpack made: its files, its conffiles, and an install (twice, the second an
+    upgrade over a changed configuration) into a scratch root whose postinst creates the user."""
+    debs = sorted(f for f in os.listdir(BUILD) if f.startswith("egressd_") and f.endswith(".deb"))
+    check("cpack -G DEB made a package", bool(debs), os.listdir(BUILD))
+    if not debs:
+        return
+    deb = os.path.join(BUILD, debs[-1])
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
+    files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
+    for wanted in ("/usr/sbin/egressd", "/usr/bin/egressctl", "/etc/egressd/egressd.yaml", "/etc/default/egressd-firewall",
+                   "/usr/lib/systemd/system/egressd.service", "/usr/lib/systemd/system/egressd-firewall.service",
+                   "/usr/libexec/egressd/firewall.sh", "/usr/lib/sysusers.d/egressd.conf",
+                   "/usr/share/bash-completion/completions/egressctl"):
+        check(f".deb holds {wanted}", wanted in files)
+    check(".deb installs nothing outside /etc and /usr", all(f.startswith(("/etc", "/usr")) or f == "/" for f in files if f),
+          sorted(files))
+    conffiles = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True, text=True).stdout
+    check(".deb depends on nftables and its libraries", "nftables" in conffiles and "libssl3" in conffiles, conffiles)
+    work = tempfile.mkdtemp()
+    try:
+        subprocess.run(["dpkg-deb", "-e", deb, os.path.join(work, "control")], check=True)
+        listed = open(os.path.join(work, "control", "conffiles")).read().split()
+        check(".deb conffiles: egressd.yaml and the firewall defaults",
+              {"/etc/egressd/egressd.yaml", "/etc/default/egressd-firewall"} <= set(listed), listed)
+        root = os.path.join(work, "root")
+        for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "etc"):
+            os.makedirs(os.path.join(root, d))
+        for f in ("var/lib/dpkg/status", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"):
+            open(os.path.join(root, f), "w").close()
+        install = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends", "--log=/dev/null", "-i", deb]
+        r = subprocess.run(install, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        check(".deb installs into a scratch root", r.returncode == 0, r.stdout + r.stderr)
+        check(".deb postinst creates the egressd user (in that root only)",
+              "egressd:" in open(os.path.join(root, "etc/passwd")).read() and
+              "egressd:" not in open("/etc/passwd").read(), open(os.path.join(root, "etc/passwd")).read())
+        config = os.path.join(root, "etc/egressd/egressd.yaml")
+        with open(config, "a") as f:
+            f.write("# the operator's change\n")
+        r = subprocess.run(install, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        check(".deb reinstalled over a changed configuration", r.returncode == 0, r.stdout + r.stderr)
+        check(".deb upgrade keeps the operator's egressd.yaml", open(config).read().endswith("# the operator's change\n"))
+    finally:
+        shutil.rmtree(work)
+
+
 if "--write-prometheusrule" in sys.argv:
     alerts = yaml.safe_load(open(os.path.join(DEPLOY, "prometheus", "egressd-alerts.yml")))
     path = os.path.join(DEPLOY, "kubernetes", "base", "prometheusrule.yaml")
@@ -252,6 +298,7 @@ systemd_units()
 firewall_defaults()
 prometheus()
 kubernetes()
+debian_package()
 grafana(sys.argv[sys.argv.index("--metrics") + 1] if "--metrics" in sys.argv else None)
 print(f"\n{'all deploy checks passed' if not failures else str(len(failures)) + ' deploy checks failed'}")
 sys.exit(1 if failures else 0)
