@@ -3,8 +3,10 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "app/server.hpp"
+#include "app/supervisor.hpp"
 #include "build_info.hpp"
 #include "config/config.hpp"
 #include "control/check.hpp"
@@ -17,10 +19,17 @@ constexpr const char* kUsage = R"(usage: egressd --config FILE            run th
        egressd --config FILE --takeover take the listening sockets of the egressd running
                                         with the same listen.control, then it drains: an
                                         upgrade that refuses no connection
+       egressd --config FILE --supervise
+                                        run egressd as the child of a small supervisor, so
+                                        that a restart is a takeover: SIGUSR2 to the
+                                        supervisor (systemd's RestartKillSignal in the shipped
+                                        unit) leaves egressd serving until the next
+                                        `--supervise` start takes its sockets over
        egressd --config FILE --check JSON
                                         decide offline, print what POST /v1/check answers
        egressd --version | --help
-Options: --log-format text|json   egressd's own log lines on stderr ("egressd: ..." or one
+Options: --takeover-if-running     --takeover when an egressd answers, a fresh start if not
+         --log-format text|json   egressd's own log lines on stderr ("egressd: ..." or one
                                   JSON object per line); the access log is JSON either way
 )";
 
@@ -48,7 +57,9 @@ int check_offline(const egressd::Config& config, const std::string& json_text) {
 
 int main(int argc, char** argv) {
   std::string config_path, check_config_path, check_json;
-  bool check = false, takeover = false;
+  bool check = false, supervise = false;
+  auto takeover = egressd::Takeover::none;
+  std::vector<std::string> passed_on;  // to the supervised egressd
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -61,9 +72,14 @@ int main(int argc, char** argv) {
                 << ")\n";
       return 0;
     } else if (arg == "--takeover") {
-      takeover = true;
+      takeover = egressd::Takeover::required;
+    } else if (arg == "--takeover-if-running") {
+      takeover = egressd::Takeover::if_running;
+    } else if (arg == "--supervise") {
+      supervise = true;
     } else if (arg == "--log-format") {
       const char* v = value();
+      if (v) passed_on.insert(passed_on.end(), {arg, v});
       if (!v || (std::strcmp(v, "text") != 0 && std::strcmp(v, "json") != 0)) {
         std::cerr << "egressd: --log-format takes text or json\n" << kUsage;
         return 2;
@@ -76,7 +92,7 @@ int main(int argc, char** argv) {
         std::cerr << "egressd: " << arg << " needs a value\n" << kUsage;
         return 2;
       }
-      if (arg == "--config") config_path = v;
+      if (arg == "--config") config_path = v, passed_on.insert(passed_on.end(), {arg, v});
       if (arg == "--check-config") check_config_path = v;
       if (arg == "--check") check = true, check_json = v;
     } else {
@@ -98,5 +114,12 @@ int main(int argc, char** argv) {
   if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) return print_errors(*errors);
   auto& config = std::get<egressd::Config>(loaded);
   if (check) return check_offline(config, check_json);
+  if (supervise) {
+    if (takeover != egressd::Takeover::none) {
+      std::cerr << "egressd: --supervise takes over by itself; drop --takeover\n";
+      return 2;
+    }
+    return egressd::run_supervisor(passed_on);
+  }
   return egressd::run_server(std::move(config), takeover);
 }

@@ -86,8 +86,13 @@ struct Inherited {
 
 // The new process's side of the handoff (net/handoff.hpp): asks, receives, keeps the socket
 // to say "ready" on later. An error message, or empty.
-std::string take_over(const std::string& path, int& handoff, Inherited& inherited) {
+// With `if_running`, nobody listening on `path` is not an error: handoff stays -1.
+std::string take_over(const std::string& path, Takeover mode, int& handoff, Inherited& inherited) {
   handoff = connect_unix(path);
+  if (handoff < 0 && mode == Takeover::if_running && (errno == ENOENT || errno == ECONNREFUSED)) {
+    log_line("no egressd is running on " + path + " to take over from; starting fresh");
+    return {};
+  }
   if (handoff < 0)
     return "cannot reach the running egressd at " + path + ": " + std::strerror(errno) +
            " (--takeover replaces a running egressd; start without it otherwise)";
@@ -197,6 +202,13 @@ asio::awaitable<void> accept_loop(Worker& worker, tcp::acceptor& acceptor) {
   }
 }
 
+// systemd notifications, until this process stops speaking for the unit (after its supervisor
+// left for a restart, the next egressd does).
+std::atomic<bool> notify_systemd{true};
+void notify(const std::string& state) {
+  if (notify_systemd.load()) sd_notify(0, state.c_str());
+}
+
 void raise_fd_limit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -207,7 +219,7 @@ void raise_fd_limit() {
 
 }  // namespace
 
-int run_server(Config config, bool takeover) {
+int run_server(Config config, Takeover takeover) {
   const auto drain = std::chrono::seconds(config.drain_s);
   raise_fd_limit();
   signal(SIGPIPE, SIG_IGN);
@@ -216,8 +228,8 @@ int run_server(Config config, bool takeover) {
   Inherited inherited;
   int handoff = -1;
   std::string takeover_path = config.listen.control + ".takeover";
-  if (takeover) {
-    std::string problem = take_over(takeover_path, handoff, inherited);
+  if (takeover != Takeover::none) {
+    std::string problem = take_over(takeover_path, takeover, handoff, inherited);
     if (!problem.empty()) {
       log_line("--takeover: " + problem);
       return 1;
@@ -324,7 +336,7 @@ int run_server(Config config, bool takeover) {
   }
   // The metrics listener (prometheus-cpp's own) cannot be handed over: after a takeover it is
   // bound once the old process has let it go.
-  if (config.listen.metrics && !takeover) {
+  if (config.listen.metrics && handoff < 0) {
     try {
       shared.metrics.expose(*config.listen.metrics);
     } catch (const std::exception& e) {
@@ -420,7 +432,7 @@ int run_server(Config config, bool takeover) {
   // Signals are handled on the main thread's io_context only.
   sigset_t blocked;
   sigemptyset(&blocked);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&blocked, s);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&blocked, s);
   pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
   std::vector<std::thread> threads;
   for (Worker& worker : pool) {
@@ -432,7 +444,8 @@ int run_server(Config config, bool takeover) {
   pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
   // systemd Type=notify: ready once the policy is loaded and every listener (TPROXY, DNS,
   // control, metrics) is up and served. Outside systemd (no NOTIFY_SOCKET) this does nothing.
-  sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes", shared.store.snapshot()->size());
+  notify("READY=1\nSTATUS=serving " + std::to_string(shared.store.snapshot()->size()) +
+         " sandboxes");
   shared.metrics.set_ready(true);
   inherited.close_rest();  // the DNS listeners the configuration no longer names
   if (handoff >= 0) {
@@ -462,7 +475,9 @@ int run_server(Config config, bool takeover) {
   asio::io_context main_io(1);
   asio::signal_set signals(main_io, SIGTERM, SIGINT, SIGHUP);
   signals.add(SIGUSR1);
+  signals.add(SIGUSR2);
   asio::steady_timer flush_timer(main_io);
+  asio::steady_timer successor_timer(main_io);
   bool stopping = false;
   std::function<void()> flush_every;
   flush_every = [&] {
@@ -480,7 +495,7 @@ int run_server(Config config, bool takeover) {
     signals.async_wait([&](const asio::error_code& error, int signal_number) {
       if (error) return;
       if (signal_number == SIGHUP) {
-        sd_notify(0, "RELOADING=1");
+        notify("RELOADING=1");
         bool reloaded = false;
         auto loaded = load_config(config.path);
         if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
@@ -510,8 +525,26 @@ int run_server(Config config, bool takeover) {
             }
           }
         }
-        sd_notifyf(0, "READY=1\nSTATUS=serving %zu sandboxes%s", shared.store.snapshot()->size(),
-                   reloaded ? "" : "; the last reload was refused");
+        notify("READY=1\nSTATUS=serving " + std::to_string(shared.store.snapshot()->size()) +
+               " sandboxes" + (reloaded ? "" : "; the last reload was refused"));
+        wait_signal();
+        return;
+      }
+      if (signal_number == SIGUSR2) {
+        // The supervisor left for a restart (or died): serve on until the next egressd takes
+        // the sockets, without speaking for the unit any more (the next one does).
+        if (notify_systemd.exchange(false)) {
+          log_line(
+              "the supervisor left for a restart; serving until the next egressd takes "
+              "over (stopping in " +
+              std::to_string(drain.count()) + " s if none does)");
+          successor_timer.expires_after(drain);
+          successor_timer.async_wait([&](const asio::error_code& e) {
+            if (e) return;
+            log_line("no egressd took over");
+            begin_stop(false);
+          });
+        }
         wait_signal();
         return;
       }
@@ -529,11 +562,12 @@ int run_server(Config config, bool takeover) {
   begin_stop = [&](bool takeover_done) {
     if (stopping) return;
     handed_over = takeover_done;
-    sd_notify(0, "STOPPING=1");
+    notify("STOPPING=1");
     shared.metrics.set_ready(false);  // Kubernetes stops sending new work here
     log_line(std::string(takeover_done ? "handed over to the new egressd; " : "stopping: ") +
              "no new connections, draining for up to " + std::to_string(drain.count()) + " s");
     shared.draining = true;
+    successor_timer.cancel();
     if (takeover_done) shared.metrics.unexpose();  // the new process binds it next
     for (unsigned i = 0; i < workers; ++i) {
       Worker& worker = *std::next(pool.begin(), i);

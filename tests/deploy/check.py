@@ -48,7 +48,8 @@ def systemd_units():
         unit = open(os.path.join(DEPLOY, "systemd", "egressd.service")).read()
         for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=egressd", "RuntimeDirectory=egressd",
                        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "User=egressd", "Restart=on-failure", "LimitNOFILE=",
-                       "Type=notify", "NotifyAccess=main", "ExecReload=/usr/sbin/egressd --check-config /etc/egressd/egressd.yaml",
+                       "Type=notify", "NotifyAccess=main", "--supervise\n", "KillMode=process",
+                       "RestartKillSignal=SIGUSR2", "RuntimeDirectoryPreserve=restart", "ExecReload=/usr/sbin/egressd --check-config /etc/egressd/egressd.yaml",
                        "LogsDirectory=egressd", "LogRateLimitIntervalSec=0", "SystemCallFilter=@system-service", "UMask=0077",
                        "ProtectProc=invisible", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"):
             check(f"egressd.service has {option.strip()}", option in unit)

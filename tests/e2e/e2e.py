@@ -2058,12 +2058,9 @@ def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
             start_egressd()
 
 
-@test
-def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
-    global egressd_process
-    old = egressd_process
-    go = os.path.join(WORK, "holder-go")
-    # A long-lived relayed connection, opened before the upgrade, used again after it.
+def hold_connection(go):
+    """A long-lived relayed connection from sbx1, opened now; it sends again and prints both
+    echoes once the file `go` exists."""
     holder = subprocess.Popen(
         f"ip netns exec {P}sbx1 python3 -c \"import os, socket, time\n"
         "s = socket.create_connection(('198.18.0.11', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
@@ -2073,11 +2070,16 @@ def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
         shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
     processes.append(holder)
     assert holder.stdout.readline().strip() == "open"
-    # New connections without a pause: TCP echo through the fast path and HTTPS through the
-    # TLS inspection, for 5 s across the switch. Every failure is counted, none retried.
+    return holder
+
+
+def connection_loop(seconds):
+    """New connections from sbx1 without a pause: TCP echo through the fast path and HTTPS
+    through the TLS inspection. Every failure is counted, none retried. Prints "running"
+    after the first round, then a JSON summary at the end."""
     loop = subprocess.Popen(
         f"ip netns exec {P}sbx1 python3 -c \"import json, socket, ssl, time\n"
-        "ok = failed = 0; errors = []; end = time.time() + 5\n"
+        f"ok = failed = 0; errors = []; end = time.time() + {seconds}\n"
         "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
         "while time.time() < end:\n"
         "  try:\n"
@@ -2088,9 +2090,29 @@ def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
         "    assert b'origin api.github.com' in t.recv(4096); t.close(); ok += 1\n"
         "  except Exception as e:\n"
         "    failed += 1; errors.append(repr(e))\n"
+        "  if ok + failed == 1: print('running', flush=True)\n"
         "print(json.dumps({'ok': ok, 'failed': failed, 'errors': errors[:5]}))\"",
         shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
     processes.append(loop)
+    assert loop.stdout.readline().strip() == "running"
+    return loop
+
+
+def loop_result(loop):
+    result = json.loads(loop.stdout.read())
+    loop.wait()
+    return result
+
+
+@test
+def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
+    global egressd_process
+    old = egressd_process
+    go = os.path.join(WORK, "holder-go")
+    # A long-lived relayed connection, opened before the upgrade, used again after it; new
+    # connections for 5 s across the switch.
+    holder = hold_connection(go)
+    loop = connection_loop(5)
     # API writes across the switch: every acknowledged one must be in the new process.
     import threading
     acknowledged, other = [], []
@@ -2106,7 +2128,7 @@ def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
                 break
     thread = threading.Thread(target=writer)
     thread.start()
-    time.sleep(1)
+    wait_for(lambda: len(acknowledged) >= 20, "API writes before the takeover")
     unprivileged = ("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin,+net_bind_service "
                     "--ambient-caps=-all,+net_admin,+net_bind_service --bounding-set=-all,+net_admin,+net_bind_service")
     egressd_process = subprocess.Popen(f"exec ip netns exec {P}host {unprivileged} {EGRESSD} --config {CONFIG} --takeover",
@@ -2115,8 +2137,7 @@ def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
     processes.append(egressd_process)
     wait_for(lambda: "took over from the running egressd" in open(EGRESSD_ERR).read(), "the takeover")
     thread.join()
-    result = json.loads(loop.stdout.read())
-    loop.wait()
+    result = loop_result(loop)
     assert result["failed"] == 0 and result["ok"] > 10, result
     assert not other and len(acknowledged) >= 20, (other[:3], len(acknowledged))
     ids = {sb["id"] for sb in sandboxes_listed()}  # answered by the new process
@@ -2140,6 +2161,121 @@ def takeover_refuses_no_connection_loses_no_write_and_lets_long_ones_finish():
     open(lonely, "w").write(open(CONFIG).read().replace(f"control: {RUN}/control.sock", f"control: {WORK}/none.sock"))
     r = sh(f"{EGRESSD} --config {lonely} --takeover", check=False, timeout=20)
     assert r.returncode == 1 and "cannot reach the running egressd" in r.stderr, r.stderr
+
+
+def child_of(pid):
+    return int(open(f"/proc/{pid}/task/{pid}/children").read().split()[0])
+
+
+def gone(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def log_count(text):
+    return open(EGRESSD_ERR).read().count(text)
+
+
+@test
+def supervised_restart_is_a_takeover():
+    """What `systemctl restart` does to the shipped unit (ExecStart ... --supervise,
+    KillMode=process, RestartKillSignal=SIGUSR2): SIGUSR2 to the supervisor, which exits at
+    once leaving its egressd serving; then a new --supervise start, whose egressd takes the
+    sockets over while the old one drains. A killed supervisor drops nothing either; SIGTERM
+    (systemctl stop) drains and stops both."""
+    global egressd_process
+    import socket as pysocket
+    import struct
+    path = os.path.join(RUN, "notify-supervised.sock")
+    notify = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_DGRAM)
+    notify.bind(path)
+    os.chmod(path, 0o777)  # egressd runs as nobody
+    notify.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_PASSCRED, 1)
+    notify.settimeout(15)
+
+    def notified():
+        """(sender pid, text) of the next notification: systemd (NotifyAccess=main) only
+        listens to the supervisor, so every one must come from it."""
+        data, ancillary, _, _ = notify.recvmsg(4096, pysocket.CMSG_SPACE(12))
+        pid = next(struct.unpack("iII", d)[0] for level, kind, d in ancillary if kind == pysocket.SCM_CREDENTIALS)
+        return pid, data.decode()
+
+    stop_egressd()
+    children = []
+    try:
+        start_egressd(env=f"NOTIFY_SOCKET={path} ", args="--supervise")
+        first = egressd_process
+        children.append(child_of(first.pid))
+        pid, message = notified()
+        assert pid == first.pid and "READY=1" in message, (pid, first.pid, message)
+        go = os.path.join(WORK, "supervised-go")
+        holder = hold_connection(go)
+        loop = connection_loop(6)
+        took_over = log_count("took over from the running egressd")
+        first.send_signal(signal.SIGUSR2)
+        assert first.wait(timeout=5) == 0
+        assert not gone(children[0]), "the supervised egressd stopped with its supervisor"
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"  # between stop and start
+        start_egressd(env=f"NOTIFY_SOCKET={path} ", args="--supervise")
+        wait_for(lambda: log_count("took over from the running egressd") > took_over, "the restart's takeover")
+        children.append(child_of(egressd_process.pid))
+        pid, message = notified()  # the new one is ready; the old one, draining, says nothing
+        assert pid == egressd_process.pid and "READY=1" in message, (pid, egressd_process.pid, message)
+        result = loop_result(loop)
+        assert result["failed"] == 0 and result["ok"] > 10, result
+        assert not gone(children[0]), "the old egressd exited while a relayed connection was open"
+        open(go, "w").close()
+        assert holder.stdout.readline().split() == ["before", "after!"]
+        holder.wait()
+        wait_for(lambda: gone(children[0]), "the old egressd to finish draining", seconds=15)
+        egressd_process.send_signal(signal.SIGHUP)  # systemctl reload: passed on, answered through it
+        reload_notifications = [notified() for _ in range(2)]
+        assert [pid for pid, _ in reload_notifications] == [egressd_process.pid] * 2, reload_notifications
+        assert reload_notifications[0][1] == "RELOADING=1", reload_notifications
+        assert reload_notifications[1][1].startswith("READY=1\nSTATUS=serving "), reload_notifications
+        notify.settimeout(0.5)
+        try:
+            extra = notified()
+        except TimeoutError:
+            extra = None
+        assert extra is None, f"a notification systemd would not expect: {extra}"
+        notify.settimeout(15)
+        # The supervisor killed outright: its egressd hears it (PR_SET_PDEATHSIG) and serves on.
+        left = log_count("the supervisor left for a restart")
+        egressd_process.kill()
+        egressd_process.wait()
+        wait_for(lambda: log_count("the supervisor left for a restart") > left, "the orphaned egressd")
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        took_over = log_count("took over from the running egressd")
+        start_egressd(args="--supervise")
+        wait_for(lambda: log_count("took over from the running egressd") > took_over, "the takeover from the orphan")
+        children.append(child_of(egressd_process.pid))
+        wait_for(lambda: gone(children[1]), "the orphaned egressd to stop", seconds=15)
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        # systemctl stop: SIGTERM to the supervisor; it waits for its egressd's drain.
+        egressd_process.send_signal(signal.SIGTERM)
+        assert egressd_process.wait(timeout=20) == 0
+        assert gone(children[2])
+        # Fresh when nothing runs: --takeover-if-running starts; --supervise refuses --takeover.
+        fresh = log_count("starting fresh")
+        start_egressd(args="--supervise")
+        assert log_count("starting fresh") == fresh + 1
+        children.append(child_of(egressd_process.pid))
+        r = sh(f"{EGRESSD} --config {CONFIG} --supervise --takeover", check=False, timeout=10)
+        assert r.returncode == 2 and "drop --takeover" in r.stderr, r.stderr
+    finally:
+        for pid in children:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        if egressd_process.poll() is None:
+            egressd_process.kill()
+            egressd_process.wait()
+        wait_for(lambda: all(gone(pid) for pid in children), "the supervised egressd processes to exit")
+        notify.close()
+        os.unlink(path)
+        start_egressd()
 
 
 @test
