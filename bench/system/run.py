@@ -2,7 +2,8 @@
 """System benchmark: egressd against the direct path (kernel forwarding, no proxy), HAProxy,
 nginx stream (ssl_preread) and Squid (peek and splice), in one run, on the e2e topology
 (sandbox / proxy host / origin namespaces, same TPROXY rules for every proxy, one proxy thread
-each). Prints a markdown table of medians over RUNS runs.
+each). Prints a markdown table of medians over RUNS interleaved rounds: each round measures every
+proxy in turn (started fresh), so drift on the machine spreads over all of them alike.
 
 Usage: run.py BUILD_DIR [--runs 5] [--bulk-mib 1024] [--idle 10000] [--out FILE]
               [--peers haproxy,nginx,squid] [--before OTHER_EGRESSD] [--only bulk,rate,...]
@@ -92,14 +93,19 @@ def client(*a, timeout=600):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def proc_stat(pid):
-    """(rss_kib, cpu_seconds) of pid, children's threads included."""
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+def cpu_times(pid):
+    """(user, system) CPU seconds of pid, all its threads."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return rss, (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def proc_stat(pid):
+    """(rss_kib, cpu_seconds) of pid, all its threads."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return rss, sum(cpu_times(pid))
 
 
 def firewall(up):
@@ -298,14 +304,15 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def measure(name):
+def measure(name, runs):
+    """One round of every workload in ONLY against `name`, `runs` repetitions each."""
     p = run_proxy(name)
     pid = p.pid if p else None
     result = {}
     bulk = args.bulk_mib << 20
     for label, port in (("bulk_tls", 443), ("bulk_fast", 9000)) if "bulk" in ONLY else ():
         rates, cpu = [], []
-        for _ in range(args.runs):
+        for _ in range(runs):
             before = proc_stat(pid)[1] if pid else 0
             out = client("bulk", ORIGIN, port, "bulk.example")
             assert out["bytes"] == bulk, out
@@ -317,26 +324,30 @@ def measure(name):
             result[label + "_cpu_s_per_gib"] = median(cpu)
     for label, conc in (("rate_c1", 1), ("rate_c32", 32)) if "rate" in ONLY else ():
         segments_before = tcp_segments(f"{P}sbx1")
-        runs, cpu_us = [], []
-        for _ in range(args.runs):
-            before = proc_stat(pid)[1] if pid else 0
-            runs.append(client("rate", ORIGIN, 4443, "short.example", conc, args.seconds))
+        rounds, cpu_us, user_us = [], [], []
+        for _ in range(runs):
+            before = cpu_times(pid) if pid else (0, 0)
+            rounds.append(client("rate", ORIGIN, 4443, "short.example", conc, args.seconds))
             if pid:  # the proxy's own CPU per connection: does not move with the load generator
-                cpu_us.append((proc_stat(pid)[1] - before) * 1e6 / max(runs[-1]["connections"], 1))
-        result[label] = median([r["per_second"] for r in runs])
+                after = cpu_times(pid)
+                count = max(rounds[-1]["connections"], 1)
+                cpu_us.append((sum(after) - sum(before)) * 1e6 / count)
+                user_us.append((after[0] - before[0]) * 1e6 / count)
+        result[label] = median([r["per_second"] for r in rounds])
         if pid:
             result[label + "_cpu_us"] = median(cpu_us)
+            result[label + "_user_us"] = median(user_us)
         if conc == 1:
-            result["p50_us"] = median([r["p50_us"] for r in runs])
-            result["p99_us"] = median([r["p99_us"] for r in runs])
+            result["p50_us"] = median([r["p50_us"] for r in rounds])
+            result["p99_us"] = median([r["p99_us"] for r in rounds])
             # What the sandbox's TCP stack sends and receives per relayed connection (the
             # readiness probe's few connections included: noise below 0.1%).
             segments = [a - b for a, b in zip(tcp_segments(f"{P}sbx1"), segments_before)]
-            result["client_segments"] = sum(segments) / max(sum(r["connections"] for r in runs), 1)
+            result["client_segments"] = sum(segments) / max(sum(r["connections"] for r in rounds), 1)
         time.sleep(1)
     if pid and "denied" in ONLY:
-        runs = [client("rate", ORIGIN, 4443, "denied.example", 32, args.seconds) for _ in range(args.runs)]
-        result["denied_per_s"] = median([(r["connections"] + r["failures"]) / args.seconds for r in runs])
+        denied = [client("rate", ORIGIN, 4443, "denied.example", 32, args.seconds) for _ in range(runs)]
+        result["denied_per_s"] = median([(r["connections"] + r["failures"]) / args.seconds for r in denied])
         time.sleep(1)
     if pid and "idle" in ONLY:
         rss_before = proc_stat(pid)[0]
@@ -363,10 +374,16 @@ def main():
     # The origin serves every connection from one epoll thread; its size is the bulk transfer.
     server = start(f"exec ip netns exec {P}net {NETBENCH} serve {ORIGIN} {args.bulk_mib << 20}")
     assert server.stdout.readline().strip() == "ready"
+    rounds = {name: [] for name in PROXIES}
+    for round_number in range(args.runs):
+        for name in PROXIES:  # direct first: no TIME_WAIT on the proxy host yet
+            print(f"round {round_number + 1}/{args.runs}: measuring {name} ...", file=sys.stderr, flush=True)
+            rounds[name].append(measure(name, 1))
+    # Each figure: the median over the rounds (idle_open: the fewest any round held).
     results = {}
-    for name in PROXIES:  # direct first: no TIME_WAIT on the proxy host yet
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(name)
+    for name, measured in rounds.items():
+        keys = {k for r in measured for k in r}
+        results[name] = {k: (min if k == "idle_open" else median)([r[k] for r in measured if k in r]) for k in keys}
     d, e = results["direct"], results["egressd"]
     peers = [n for n in PROXIES if n not in ("direct", "egressd")]
     rows = [
@@ -376,6 +393,8 @@ def main():
         ("new TLS connections/s, concurrency 32", "rate_c32", True),
         ("proxy CPU us per new connection, c=1", "rate_c1_cpu_us", False),
         ("proxy CPU us per new connection, c=32", "rate_c32_cpu_us", False),
+        ("  of it in user space, c=1", "rate_c1_user_us", False),
+        ("  of it in user space, c=32", "rate_c32_user_us", False),
         ("connection time p50 (us), c=1", "p50_us", False),
         ("connection time p99 (us), c=1", "p99_us", False),
         ("TCP segments per connection at the sandbox, c=1", "client_segments", False),

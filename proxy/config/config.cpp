@@ -287,7 +287,7 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   if (!loader.expect_map(root, "",
                          {"listen", "workers", "state_dir", "inspect", "timeouts", "limits", "dns",
                           "dns_filter", "gateways", "guard", "unknown_source", "on_update",
-                          "access_log", "sandboxes", "intercept", "drain_s"})) {
+                          "access_log", "sandboxes", "intercept", "drain_s", "fast_path"})) {
     return loader.errors;
   }
   if (const YAML::Node listen = root["listen"];
@@ -519,6 +519,20 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
   if (root["on_update"]) {
     loader.choice(root["on_update"], "on_update", config.on_update,
                   {{"revoke", OnUpdate::revoke}, {"keep", OnUpdate::keep}});
+  }
+  if (root["fast_path"]) {
+    // DESIGN.md's "Kernel fast path" is not built yet (issue 19): `kernel` is refused, not
+    // quietly served by the proxy.
+    if (auto mode = loader.scalar(root["fast_path"], "fast_path")) {
+      if (*mode == "kernel") {
+        loader.error(root["fast_path"].Mark(),
+                     "fast_path: \"kernel\" is not available in this build yet (decisions at SYN "
+                     "in nftables are planned); use proxy");
+      } else if (*mode != "proxy") {
+        loader.error(root["fast_path"].Mark(),
+                     "fast_path: \"" + *mode + "\" is not one of proxy | kernel");
+      }
+    }
   }
   if (root["access_log"]) {
     if (auto log = loader.scalar(root["access_log"], "access_log")) config.access_log = *log;

@@ -51,11 +51,20 @@ IpAddress IpAddress::unmapped() const {
   return *this;
 }
 
+// IPv4 by hand: glibc's inet_ntop formats it with sprintf, and this runs several times per
+// connection (access log, registry, denials).
 std::string IpAddress::to_string() const {
   char buffer[INET6_ADDRSTRLEN];
   if (family == Family::v4) {
-    in_addr v4{htonl(static_cast<uint32_t>(bits))};
-    inet_ntop(AF_INET, &v4, buffer, sizeof(buffer));
+    char* out = buffer;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      unsigned octet = static_cast<unsigned>(bits >> shift) & 0xff;
+      if (octet >= 100) *out++ = static_cast<char>('0' + octet / 100);
+      if (octet >= 10) *out++ = static_cast<char>('0' + octet / 10 % 10);
+      *out++ = static_cast<char>('0' + octet % 10);
+      if (shift) *out++ = '.';
+    }
+    return std::string(buffer, out);
   } else {
     in6_addr v6;
     for (int i = 15; i >= 0; --i) v6.s6_addr[i] = static_cast<uint8_t>(bits >> (8 * (15 - i)));

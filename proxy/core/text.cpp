@@ -22,17 +22,29 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
+// Once per access-log line (twice, with "start"): the date and time of day are formatted once
+// per second per thread, the milliseconds by hand.
 std::string utc_timestamp(std::chrono::system_clock::time_point time) {
-  auto seconds = std::chrono::system_clock::to_time_t(time);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
-  return buffer;
+  const auto since_epoch =
+      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  auto seconds = static_cast<std::time_t>(since_epoch / 1000);
+  auto millis = static_cast<int>(since_epoch % 1000);
+  if (millis < 0) millis += 1000, seconds -= 1;
+  thread_local std::time_t cached_second = -1;
+  thread_local char cached[64];
+  if (seconds != cached_second) {
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    std::snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_second = seconds;
+  }
+  std::string out(cached);
+  out += static_cast<char>('0' + millis / 100);
+  out += static_cast<char>('0' + millis / 10 % 10);
+  out += static_cast<char>('0' + millis % 10);
+  out += 'Z';
+  return out;
 }
 
 }  // namespace egressd

@@ -2,6 +2,7 @@
 
 #include "core/text.hpp"
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 
@@ -58,8 +59,13 @@ std::string access_log_line(const AccessRecord& r) {
   append_number(out, "duration_ms", static_cast<uint64_t>(r.duration_ms));
   if (r.connect_ms) {
     char text[32];
-    std::snprintf(text, sizeof(text), ",\"connect_ms\":%.3f", *r.connect_ms);
-    out += text;
+    auto [end, error] =
+        std::to_chars(text, text + sizeof(text), *r.connect_ms, std::chars_format::fixed, 3);
+    out += ",\"connect_ms\":";
+    if (error == std::errc())
+      out.append(text, end);
+    else
+      out += '0';
   }
   if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
   if (r.ech) out += ",\"ech\":true";

@@ -64,6 +64,17 @@ TEST_CASE("Config: the shipped example loads with every key") {
   CHECK(std::get<std::vector<std::string>>(bad)[0].find("drain_s") != std::string::npos);
 }
 
+TEST_CASE("Config: fast_path proxy is accepted; kernel is refused until it is built") {
+  CHECK(std::holds_alternative<Config>(load_config_text("fast_path: proxy\n", "t.yaml")));
+  for (const char* text : {"fast_path: kernel\n", "fast_path: turbo\n", "fast_path: [proxy]\n"}) {
+    auto loaded = load_config_text(text, "t.yaml");
+    REQUIRE(std::holds_alternative<std::vector<std::string>>(loaded));
+    const auto& errors = std::get<std::vector<std::string>>(loaded);
+    CHECK(errors[0].find("t.yaml:1:") == 0);
+    CHECK(errors[0].find("fast_path") != std::string::npos);
+  }
+}
+
 TEST_CASE("Config: transforms, secrets and intercept keys, with positions for their errors") {
   auto loaded = load_config_text(
       "intercept: { ca_dir: /x/ca, upstream_ca: /x/roots.pem }\n"

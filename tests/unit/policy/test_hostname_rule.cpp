@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "core/hostname.hpp"
+#include "core/ip.hpp"
 #include "policy/rule.hpp"
 
 using namespace egressd;
@@ -131,4 +132,15 @@ TEST_CASE("Rule validation names why") {
     REQUIRE(std::holds_alternative<std::string>(parsed));
     CHECK(std::get<std::string>(parsed).find(row.why) != std::string::npos);
   }
+}
+
+TEST_CASE("Addresses print as inet_ntop does, endpoints with [v6]:port") {
+  for (const char* text : {"0.0.0.0", "1.2.3.4", "10.200.1.2", "99.100.9.10", "255.255.255.255",
+                           "198.18.0.10", "::", "::1", "fd00:200:1::2", "::ffff:10.0.0.1"}) {
+    auto address = IpAddress::parse(text);
+    REQUIRE(address);
+    CHECK(address->to_string() == text);
+  }
+  CHECK(endpoint_text(*IpAddress::parse("10.200.1.2"), 40000) == "10.200.1.2:40000");
+  CHECK(endpoint_text(*IpAddress::parse("fd00::1"), 443) == "[fd00::1]:443");
 }

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+
+#include "core/text.hpp"
 #include "record/access_log.hpp"
 
 using namespace egressd;
@@ -41,4 +44,25 @@ TEST_CASE("Access log lines are JSON with DESIGN.md's fields, in order") {
   CHECK(other["name"] == std::string("a\"b\\c\x01", 6));
   CHECK(other["dialed"] == "198.18.0.11");
   CHECK(other["ech"] == true);
+}
+
+TEST_CASE("Timestamps are UTC with milliseconds, also within one cached second") {
+  using namespace std::chrono;
+  const sys_time<milliseconds> base =
+      sys_days{year{2026} / 12 / 2} + hours{6} + minutes{41} + seconds{9};
+  CHECK(utc_timestamp(base) == "2026-12-02T06:41:09.000Z");
+  CHECK(utc_timestamp(base + milliseconds{7}) == "2026-12-02T06:41:09.007Z");
+  CHECK(utc_timestamp(base + milliseconds{999}) == "2026-12-02T06:41:09.999Z");
+  CHECK(utc_timestamp(base + milliseconds{1042}) == "2026-12-02T06:41:10.042Z");
+  CHECK(utc_timestamp(base) == "2026-12-02T06:41:09.000Z");  // back again: not the cache's
+  CHECK(utc_timestamp(sys_days{year{1999} / 12 / 31} + hours{23} + minutes{59} + seconds{59} +
+                      milliseconds{120}) == "1999-12-31T23:59:59.120Z");
+}
+
+TEST_CASE("connect_ms has three decimals") {
+  AccessRecord r;
+  r.connect_ms = 0.4567;
+  CHECK(access_log_line(r).find(",\"connect_ms\":0.457") != std::string::npos);
+  r.connect_ms = 1234.0;
+  CHECK(access_log_line(r).find(",\"connect_ms\":1234.000") != std::string::npos);
 }
