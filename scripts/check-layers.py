@@ -6,7 +6,7 @@ above its own or of a sibling layer: includes point down only. Run by every buil
 Layers, bottom to top (README "Layout"):
   0 core util         value types and small helpers everything may use
   1 inspect net metrics record policy tls
-  2 dns config
+  2 dns config kernel
   3 session control
   4 app
   5 ctl, proxy/main.cpp
@@ -14,7 +14,7 @@ Layers, bottom to top (README "Layout"):
 import os, re, sys
 
 RANK = {"core": 0, "util": 0, "inspect": 1, "net": 1, "metrics": 1, "record": 1, "policy": 1, "tls": 1,
-        "dns": 2, "config": 2, "session": 3, "control": 3, "app": 4, "ctl": 5, "": 5}
+        "dns": 2, "config": 2, "kernel": 2, "session": 3, "control": 3, "app": 4, "ctl": 5, "": 5}
 GENERATED = {"build_info.hpp"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

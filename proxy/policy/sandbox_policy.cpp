@@ -237,6 +237,7 @@ const std::vector<std::string>& Guard::floor() {
 void Guard::add(const IpPrefix& prefix, std::string text) {
   auto id = static_cast<uint32_t>(texts_.size());
   texts_.push_back(std::move(text));
+  prefixes_.push_back(prefix);
   if (prefix.address.family == Family::v6) {
     v6_.add(prefix, id);
     return;
@@ -249,6 +250,7 @@ void Guard::add(const IpPrefix& prefix, std::string text) {
                   static_cast<uint8_t>(96 + prefix.length)};
     auto wide_id = static_cast<uint32_t>(texts_.size());
     texts_.push_back(wide.to_string());
+    prefixes_.push_back(wide);
     v6_.add(wide, wide_id);
   }
 }

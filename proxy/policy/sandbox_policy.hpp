@@ -137,10 +137,13 @@ class Guard {
   std::string_view covering(const IpAddress& destination) const;
   // The floor entries guard.allow lifted (for the start-up log).
   const std::vector<std::string>& lifted() const { return lifted_; }
+  // Every guarded prefix, IPv4 ones with their IPv6 forms (for the kernel's sets).
+  const std::vector<IpPrefix>& prefixes() const { return prefixes_; }
 
  private:
   void add(const IpPrefix& prefix, std::string text);
 
+  std::vector<IpPrefix> prefixes_;
   std::vector<std::string> texts_;
   std::vector<std::string> lifted_;
   CidrIndex v4_{32};

@@ -1,0 +1,231 @@
+// Loads the kernel fast-path table of a configuration (or of N generated sandboxes x 100
+// rules) into nftables through libnftables, times the compile and the transactions (whole
+// table, one sandbox's chain), and checks sampled points of the compiled allow lists against
+// the proxy's decide(); what the kernel then does with real packets is the e2e test's part.
+// Prints one JSON line. Run inside a network namespace made for it
+// (bench/system/kernel_sets.py, tests/e2e): it creates table inet TABLE.
+//
+// usage: kernel_sets (--config FILE | --generate N) --table NAME [--check N] [--keep]
+//                    [--iface IF]... [--print]
+// --iface: with the table's base chain (refusals at SYN); --print: the transaction, not loaded
+#include <nftables/libnftables.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "config/config.hpp"
+#include "kernel/fast_path_sets.hpp"
+
+using namespace egressd;
+
+namespace {
+
+// The shape of bench/system/run.py's scale test: 96 name rules, *.example, two address rules
+// with ports and one /24 per sandbox; sandbox 0 is 10.200.1.2.
+std::vector<SandboxSpec> generated(size_t count) {
+  std::vector<SandboxSpec> specs;
+  for (size_t i = 0; i < count; ++i) {
+    SandboxSpec spec;
+    spec.id = "s" + std::to_string(i);
+    spec.sources = {i == 0 ? std::string("10.200.1.2")
+                           : "10." + std::to_string(201 + i / 65536) + "." +
+                                 std::to_string((i / 256) % 256) + "." + std::to_string(i % 256)};
+    for (int r = 0; r < 96; ++r) {
+      std::string name =
+          "svc" + std::to_string(r) + ".team" + std::to_string(i % 97) + ".corp.test";
+      spec.allow.push_back(r % 3 ? name : "*." + name);
+    }
+    spec.allow.push_back("*.example");
+    spec.allow.push_back("198.18.0.10:9000-9002");
+    spec.allow.push_back("198.19." + std::to_string(i % 256) + ".0/24");
+    spec.allow.push_back("10.0.0.7:5432");
+    spec.deny.push_back("denied.example");
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+double millis_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+struct Nft {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  Nft() {
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+  }
+  ~Nft() { nft_ctx_free(ctx); }
+  // 0 and the output, or the error text.
+  int run(const std::string& commands, std::string& out) {
+    int rc = nft_run_cmd_from_buffer(ctx, commands.c_str());
+    out = rc == 0 ? nft_ctx_get_output_buffer(ctx) : nft_ctx_get_error_buffer(ctx);
+    return rc;
+  }
+};
+
+// The sandbox chain that owns `source`, or null.
+const SandboxSets* owner(const KernelSets& sets, const IpAddress& source) {
+  for (const SandboxSets& sandbox : sets.sandboxes)
+    for (const AddressRange& range : sandbox.sources)
+      if (range.low.family == source.family && range.low.bits <= source.bits &&
+          source.bits <= range.high.bits)
+        return &sandbox;
+  return nullptr;
+}
+
+bool compiled_allows(const SandboxSets& sandbox, const IpAddress& destination, uint16_t port) {
+  for (const Allowed& a : sandbox.allow4)
+    if (a.destination.low.bits <= destination.bits && destination.bits <= a.destination.high.bits &&
+        a.ports.contains(port))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, table;
+  size_t generate = 0, checks = 0;
+  bool keep = false, print = false;     // --print: the transaction on stdout, nothing loaded
+  std::vector<std::string> interfaces;  // --iface: with the base chain (refusals at SYN)
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (arg == "--config" && value)
+      config_path = value, ++i;
+    else if (arg == "--generate" && value)
+      generate = std::stoul(value), ++i;
+    else if (arg == "--table" && value)
+      table = value, ++i;
+    else if (arg == "--check" && value)
+      checks = std::stoul(value), ++i;
+    else if (arg == "--keep")
+      keep = true;
+    else if (arg == "--print")
+      print = true;
+    else if (arg == "--iface" && value)
+      interfaces.push_back(value), ++i;
+    else {
+      std::cerr << "usage: kernel_sets (--config FILE | --generate N) --table NAME [--check N] "
+                   "[--keep] [--iface IF]... [--print]\n";
+      return 2;
+    }
+  }
+  if (table.empty() || (config_path.empty() == (generate == 0))) {
+    std::cerr << "kernel_sets: --table and one of --config, --generate\n";
+    return 2;
+  }
+  Config config;
+  if (!config_path.empty()) {
+    auto loaded = load_config(config_path);
+    if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
+      for (const auto& line : *errors) std::cerr << line << "\n";
+      return 2;
+    }
+    config = std::get<Config>(loaded);
+  } else {
+    config.sandboxes = generated(generate);
+  }
+  PolicyStore store;
+  std::set<std::string> gateway_names;
+  for (const auto& [name, gateway] : config.gateways) gateway_names.insert(name);
+  store.set_gateways(gateway_names);
+  auto started = std::chrono::steady_clock::now();
+  if (auto error = store.replace_all(config.sandboxes)) {
+    std::cerr << "kernel_sets: " << error->error.field << ": " << error->error.message << "\n";
+    return 2;
+  }
+  double store_ms = millis_since(started);
+  Guard guard = std::get<Guard>(Guard::compile(config.guard_deny, config.guard_allow));
+  std::vector<uint16_t> inspected = config.inspect.tls;
+  inspected.insert(inspected.end(), config.inspect.http.begin(), config.inspect.http.end());
+  auto snapshot = store.snapshot();
+
+  started = std::chrono::steady_clock::now();
+  KernelSets sets = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected);
+  double compile_ms = millis_since(started);
+  started = std::chrono::steady_clock::now();
+  std::string transaction = nft_transaction(sets, table, interfaces);
+  double text_ms = millis_since(started);
+
+  if (print) {
+    std::fwrite(transaction.data(), 1, transaction.size(), stdout);
+    return 0;
+  }
+  Nft nft;
+  std::string out;
+  // The first load, then the same again: what a whole replacement costs (atomic).
+  double load_ms[2];
+  for (double& ms : load_ms) {
+    started = std::chrono::steady_clock::now();
+    if (nft.run(transaction, out) != 0) {
+      std::cerr << "kernel_sets: the transaction was refused: " << out.substr(0, 2000);
+      nft.run("delete table inet " + table, out);
+      return 1;
+    }
+    ms = millis_since(started);
+  }
+
+  // One sandbox's change: its set flushed and filled again (what a PUT would send).
+  double one_sandbox_ms = 0;
+  if (!sets.sandboxes.empty()) {
+    std::string change = nft_sandbox_update(sets.sandboxes.front(), table);
+    started = std::chrono::steady_clock::now();
+    if (nft.run(change, out) != 0) {
+      std::cerr << "kernel_sets: a one-sandbox change was refused: " << out;
+      return 1;
+    }
+    one_sandbox_ms = millis_since(started);
+  }
+  // Sampled points: the kernel's answer must be the compiled element's, and that the proxy's.
+  std::vector<IpAddress> sources;
+  snapshot->for_each([&](const Sandbox& sandbox) {
+    for (const IpPrefix& prefix : sandbox.sources)
+      if (prefix.address.family == Family::v4) sources.push_back(prefix.address);
+  });
+  std::vector<IpAddress> destinations;
+  for (const char* text :
+       {"198.18.0.10", "198.18.0.9", "198.18.0.11", "10.0.0.7", "10.0.0.8", "198.19.0.1",
+        "198.19.7.255", "198.19.200.3", "169.254.169.254", "127.0.0.1", "8.8.8.8"})
+    destinations.push_back(*IpAddress::parse(text));
+  const uint16_t ports[] = {1, 22, 5431, 5432, 5433, 8999, 9000, 9001, 9002, 9003, 65535};
+  std::mt19937 random(1);
+  size_t checked = 0, mismatches = 0, allowed_points = 0;
+  for (size_t i = 0; i < checks && !sources.empty(); ++i) {
+    IpAddress source = sources[random() % sources.size()];
+    IpAddress destination = destinations[random() % destinations.size()];
+    uint16_t port = ports[random() % std::size(ports)];
+    const SandboxSets* chain = owner(sets, source);
+    if (!chain || port == 80 || port == 443) continue;
+    bool compiled = compiled_allows(*chain, destination, port);
+    allowed_points += compiled;
+    const Sandbox* sandbox = snapshot->find_by_source(source);
+    bool proxy = sandbox->policy->decide(nullptr, destination, port).verdict == Verdict::allow;
+    ++checked;
+    if (compiled != proxy && ++mismatches <= 5)
+      std::cerr << "mismatch: " << source.to_string() << " -> " << destination.to_string() << ":"
+                << port << " compiled " << compiled << " proxy " << proxy << "\n";
+  }
+  if (!keep) nft.run("delete table inet " + table, out);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf(
+      "{\"sandboxes\": %zu, \"in_kernel\": %zu, \"left_to_proxy\": %zu, "
+      "\"allow_elements\": %zu, \"guard4\": %zu, \"sources4\": %zu, \"store_ms\": %.1f, "
+      "\"compile_ms\": %.1f, \"text_ms\": %.1f, \"text_bytes\": %zu, \"first_load_ms\": %.1f, "
+      "\"replace_ms\": %.1f, \"one_sandbox_ms\": %.2f, \"max_rss_kib\": %ld, "
+      "\"checked\": %zu, \"allowed_points\": %zu, \"mismatches\": %zu}\n",
+      snapshot->size(), sets.sandboxes.size(), sets.sandboxes_left_to_proxy, sets.allow_elements(),
+      sets.guard4.size(), sets.sources4.size(), store_ms, compile_ms, text_ms, transaction.size(),
+      load_ms[0], load_ms[1], one_sandbox_ms, usage.ru_maxrss, checked, allowed_points, mismatches);
+  return mismatches == 0 ? 0 : 1;
+}

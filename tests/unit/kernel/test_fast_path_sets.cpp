@@ -1,0 +1,180 @@
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "kernel/fast_path_sets.hpp"
+
+using namespace egressd;
+
+namespace {
+
+SandboxSpec spec(std::string id, std::vector<std::string> sources, std::vector<std::string> allow,
+                 std::vector<std::string> deny = {}, Verdict fallback = Verdict::deny) {
+  SandboxSpec s;
+  s.id = std::move(id);
+  s.sources = std::move(sources);
+  s.allow = std::move(allow);
+  s.deny = std::move(deny);
+  s.default_verdict = fallback;
+  return s;
+}
+
+IpAddress ip(const char* text) {
+  return *IpAddress::parse(text);
+}
+
+const std::vector<uint16_t> kInspected = {80, 443};
+
+// The proxy's decision for a fast-path connection (what Session::decide_now computes).
+Verdict proxy_verdict(const StoreSnapshot& store, const Guard& guard, Verdict unknown,
+                      const IpAddress& source, const IpAddress& destination, uint16_t port) {
+  const Sandbox* sandbox = store.find_by_source(source);
+  DecisionInput input;
+  input.destination = destination;
+  input.port = port;
+  return decide(guard, sandbox ? sandbox->policy.get() : nullptr, unknown, input).verdict;
+}
+
+}  // namespace
+
+TEST_CASE("Kernel sets: every point the kernel decides, it decides as the proxy does") {
+  PolicyStore store;
+  std::vector<SandboxSpec> specs = {
+      spec("a", {"10.200.1.2", "fd00:200:1::2"},
+           {"198.18.0.10:9000-9002", "198.18.0.0/24:22", "[fd00:198::/48]:9000", "*.example"},
+           {"198.18.0.128/25"}),
+      spec("b", {"10.200.2.0/24"}, {"0.0.0.0/0", "::/0"}, {"198.18.0.0/16:25", "198.19.0.0/16"},
+           Verdict::deny),
+      spec("c", {"10.200.3.0/28", "fd00:200:3::/64"}, {"*:22", "198.18.0.10"}, {"198.18.0.10:23"},
+           Verdict::allow),
+      spec("d", {"10.200.4.9"}, {}, {}, Verdict::deny),
+  };
+  auto refused = store.replace_all(specs);
+  REQUIRE_MESSAGE(!refused, (refused ? refused->error.field + ": " + refused->error.message : ""));
+  Guard guard = std::get<Guard>(Guard::compile({"198.18.7.0/24"}));
+  auto snapshot = store.snapshot();
+  for (Verdict unknown : {Verdict::deny, Verdict::allow}) {
+    KernelSets sets = compile_kernel_sets(*snapshot, guard, unknown, kInspected);
+    CHECK(sets.sandboxes.size() == 4);
+    CHECK(sets.sandboxes_left_to_proxy == 0);
+    std::mt19937 random(7);
+    const std::vector<const char*> sources = {"10.200.1.2",     "10.200.2.77",  "10.200.3.5",
+                                              "10.200.4.9",     "10.200.9.9",   "fd00:200:1::2",
+                                              "fd00:200:3::77", "fd00:200:9::1"};
+    const std::vector<const char*> destinations = {
+        "198.18.0.10",        "198.18.0.9",         "198.18.0.127",  "198.18.0.128",
+        "198.18.0.255",       "198.18.1.1",         "198.18.7.1",    "198.19.4.4",
+        "169.254.169.254",    "127.0.0.1",          "10.0.0.7",      "0.0.0.0",
+        "255.255.255.255",    "fd00:198::10",       "fd00:198:1::1", "::1",
+        "::ffff:198.18.0.10", "64:ff9b::a9fe:a9fe", "2001:db8::1"};
+    const std::vector<uint16_t> ports = {1,   21,   22,   23,   25,   79,   81,   442,
+                                         444, 8999, 9000, 9001, 9002, 9003, 65535};
+    size_t decided = 0, proxied = 0;
+    for (const char* source_text : sources) {
+      for (const char* destination_text : destinations) {
+        IpAddress source = ip(source_text), destination = ip(destination_text);
+        if (source.family != destination.family) continue;
+        for (uint16_t port : ports) {
+          auto kernel = kernel_verdict(sets, source, destination, port);
+          Verdict proxy = proxy_verdict(*snapshot, guard, unknown, source, destination, port);
+          if (!kernel) {
+            ++proxied;
+            // Only where the kernel may not decide: a source of no sandbox (unknown_source
+            // allow) or an IPv4-mapped destination.
+            bool mapped = destination.family == Family::v6 && destination.unmapped() != destination;
+            bool unknown_allowed = unknown == Verdict::allow && !snapshot->find_by_source(source);
+            CHECK_MESSAGE((mapped || unknown_allowed),
+                          source_text << " -> " << destination_text << ":" << port);
+            continue;
+          }
+          ++decided;
+          CHECK_MESSAGE(*kernel == proxy, source_text << " -> " << destination_text << ":" << port);
+        }
+      }
+    }
+    CHECK(decided > 500);
+    // Random points across the whole IPv4 space and every port, the same comparison.
+    std::uniform_int_distribution<uint32_t> any32;
+    std::uniform_int_distribution<int> any_port(1, 65535);
+    for (int i = 0; i < 20000; ++i) {
+      IpAddress source = ip(sources[i % 5]);
+      IpAddress destination{Family::v4, any32(random) & (i % 2 ? 0xFFFFFFFFu : 0xC612FFFFu)};
+      auto port = static_cast<uint16_t>(any_port(random));
+      if (port == 80 || port == 443) continue;
+      auto kernel = kernel_verdict(sets, source, destination, port);
+      if (!kernel) {
+        CHECK((unknown == Verdict::allow && snapshot->find_by_source(source) == nullptr));
+        continue;
+      }
+      CHECK(*kernel == proxy_verdict(*snapshot, guard, unknown, source, destination, port));
+    }
+  }
+}
+
+TEST_CASE("Kernel sets: intervals are disjoint and inspected ports never in them") {
+  PolicyStore store;
+  REQUIRE_FALSE(store.replace_all(
+      {spec("a", {"10.200.1.0/25", "10.200.1.128/25"}, {"198.18.0.0/15", "198.18.0.0/24:443"})}));
+  auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
+                                  Verdict::deny, kInspected);
+  REQUIRE(sets.sandboxes.size() == 1);
+  const auto& allow = sets.sandboxes[0].allow4;
+  REQUIRE_FALSE(allow.empty());
+  for (size_t i = 0; i < allow.size(); ++i) {
+    CHECK_FALSE(allow[i].ports.contains(80));
+    CHECK_FALSE(allow[i].ports.contains(443));
+    for (size_t j = i + 1; j < allow.size(); ++j) {
+      bool addresses = allow[i].destination.low.bits <= allow[j].destination.high.bits &&
+                       allow[j].destination.low.bits <= allow[i].destination.high.bits;
+      bool ports =
+          allow[i].ports.low <= allow[j].ports.high && allow[j].ports.low <= allow[i].ports.high;
+      CHECK_FALSE((addresses && ports));
+    }
+  }
+  // Merged: one allowed /15 is three port runs (around 80 and 443); its /24:443 adds nothing.
+  CHECK(allow.size() == 3);
+  CHECK(sets.sources4.size() == 1);  // the two halves, adjacent: one range
+  CHECK(sets.allow_elements() == 3);
+}
+
+TEST_CASE("Kernel sets: audit and gateway sandboxes stay with the proxy") {
+  PolicyStore store;
+  store.set_gateways({"gw"});
+  auto audit = spec("audit", {"10.200.1.2"}, {"198.18.0.10"});
+  audit.mode = Mode::audit;
+  auto gateway = spec("gw-user", {"10.200.1.3"}, {"198.18.0.10"});
+  gateway.gateway = "gw";
+  REQUIRE_FALSE(store.replace_all({audit, gateway, spec("plain", {"10.200.1.4"}, {})}));
+  auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
+                                  Verdict::deny, kInspected);
+  CHECK(sets.sandboxes.size() == 1);
+  CHECK(sets.sandboxes_left_to_proxy == 2);
+  CHECK_FALSE(kernel_verdict(sets, ip("10.200.1.2"), ip("198.18.0.99"), 9000));  // proxy
+  CHECK_FALSE(kernel_verdict(sets, ip("10.200.1.3"), ip("198.18.0.10"), 9000));  // proxy
+  CHECK(kernel_verdict(sets, ip("10.200.1.4"), ip("198.18.0.10"), 9000) == Verdict::deny);
+  // The guard holds for all of them, audit included, and for unknown sources.
+  CHECK(kernel_verdict(sets, ip("10.200.1.2"), ip("169.254.169.254"), 9000) == Verdict::deny);
+  CHECK(kernel_verdict(sets, ip("10.200.9.9"), ip("198.18.0.10"), 9000) == Verdict::deny);
+}
+
+TEST_CASE("Kernel sets: the nft transaction flushes, then adds, in nft's syntax") {
+  PolicyStore store;
+  REQUIRE_FALSE(store.replace_all(
+      {spec("a", {"10.200.1.2", "fd00:200:1::2"}, {"198.18.0.10:9000-9002", "fd00:198::10"})}));
+  auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
+                                  Verdict::deny, kInspected);
+  std::string text = nft_transaction(sets, "egressd_fast", {"eth1"});
+  CHECK(text.find("delete table inet egressd_fast\n") < text.find("set guard4"));
+  CHECK(text.find("ip daddr 198.18.0.10 tcp dport 9000-9002 goto fast_allow") != std::string::npos);
+  CHECK(text.find("ip6 daddr fd00:198::10 tcp dport 1-79 goto fast_allow") != std::string::npos);
+  std::string update = nft_sandbox_update(sets.sandboxes[0], "egressd_fast");
+  CHECK(update.find("flush chain inet egressd_fast sb_") == 0);
+  CHECK(update.find("add rule inet egressd_fast sb_") != std::string::npos);
+  CHECK(update.rfind("goto fast_refuse\n") == update.size() - 17);
+  CHECK(text.find("set sources4 {\n    type ipv4_addr\n    flags interval\n    elements = { "
+                  "10.200.1.2 }") != std::string::npos);
+  CHECK(text.find("169.254.0.0-169.254.255.255") != std::string::npos);  // the guard's floor
+  CHECK(text.find("10.200.1.2 : goto sb_") != std::string::npos);
+  CHECK(text.find("iifname != { \"eth1\" } return") != std::string::npos);
+  CHECK(nft_transaction(sets, "t").find("chain prerouting") == std::string::npos);
+}
