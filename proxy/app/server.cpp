@@ -473,9 +473,11 @@ int run_server(Config config, Takeover takeover) {
   }
 
   asio::io_context main_io(1);
-  asio::signal_set signals(main_io, SIGTERM, SIGINT, SIGHUP);
-  signals.add(SIGUSR1);
-  signals.add(SIGUSR2);
+  // Stop signals have a set of their own: asio counts every signal raised while its handler
+  // runs, so a burst of SIGHUPs is a queue of reloads, and a SIGTERM in the same set would wait
+  // behind all of them (seconds each under load). Apart, it is handled next.
+  asio::signal_set stop_signals(main_io, SIGTERM, SIGINT);
+  asio::signal_set signals(main_io, SIGHUP, SIGUSR1, SIGUSR2);
   asio::steady_timer flush_timer(main_io);
   asio::steady_timer successor_timer(main_io);
   bool stopping = false;
@@ -493,7 +495,7 @@ int run_server(Config config, Takeover takeover) {
   std::function<void()> wait_signal;
   wait_signal = [&] {
     signals.async_wait([&](const asio::error_code& error, int signal_number) {
-      if (error) return;
+      if (error || stopping) return;
       if (signal_number == SIGHUP) {
         notify("RELOADING=1");
         bool reloaded = false;
@@ -582,6 +584,7 @@ int run_server(Config config, Takeover takeover) {
     stopping = true;
     asio::error_code ignored;
     signals.cancel(ignored);
+    stop_signals.cancel(ignored);
   };
   // The takeover listener: a new egressd started with --takeover asks for the sockets here.
   TakeoverListener takeover_listener(takeover_path, [&](int client) {
@@ -626,6 +629,9 @@ int run_server(Config config, Takeover takeover) {
     log_line("takeover socket " + takeover_path + ": " + problem +
              " (upgrades will need a restart)");
   wait_signal();
+  stop_signals.async_wait([&](const asio::error_code& error, int) {
+    if (!error) begin_stop(false);
+  });
   main_io.run();  // returns once a stop signal arrived and the flush timer stopped
   takeover_listener.stop(!handed_over);
   auto deadline = std::chrono::steady_clock::now() + drain;
