@@ -72,24 +72,6 @@ struct Nft {
   }
 };
 
-// The sandbox chain that owns `source`, or null.
-const SandboxSets* owner(const KernelSets& sets, const IpAddress& source) {
-  for (const SandboxSets& sandbox : sets.sandboxes)
-    for (const AddressRange& range : sandbox.sources)
-      if (range.low.family == source.family && range.low.bits <= source.bits &&
-          source.bits <= range.high.bits)
-        return &sandbox;
-  return nullptr;
-}
-
-bool compiled_allows(const SandboxSets& sandbox, const IpAddress& destination, uint16_t port) {
-  for (const Allowed& a : sandbox.allow4)
-    if (a.destination.low.bits <= destination.bits && destination.bits <= a.destination.high.bits &&
-        a.ports.contains(port))
-      return true;
-  return false;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,12 +186,19 @@ int main(int argc, char** argv) {
     IpAddress source = sources[random() % sources.size()];
     IpAddress destination = destinations[random() % destinations.size()];
     uint16_t port = ports[random() % std::size(ports)];
-    const SandboxSets* chain = owner(sets, source);
-    if (!chain || port == 80 || port == 443) continue;
-    bool compiled = compiled_allows(*chain, destination, port);
+    if (port == 80 || port == 443) continue;
+    // The library's own evaluation of the sets (steps 1-4) against the proxy's full decision.
+    std::optional<Verdict> kernel = kernel_verdict(sets, source, destination, port);
+    if (!kernel) continue;  // left to the proxy
+    bool compiled = *kernel == Verdict::allow;
     allowed_points += compiled;
+    DecisionInput input;
+    input.destination = destination;
+    input.port = port;
     const Sandbox* sandbox = snapshot->find_by_source(source);
-    bool proxy = sandbox->policy->decide(nullptr, destination, port).verdict == Verdict::allow;
+    bool proxy =
+        decide(guard, sandbox ? sandbox->policy.get() : nullptr, config.unknown_source, input)
+            .verdict == Verdict::allow;
     ++checked;
     if (compiled != proxy && ++mismatches <= 5)
       std::cerr << "mismatch: " << source.to_string() << " -> " << destination.to_string() << ":"

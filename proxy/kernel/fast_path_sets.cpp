@@ -159,13 +159,9 @@ bool in_range(const AddressRange& range, const IpAddress& address) {
          address.bits <= range.high.bits;
 }
 
-std::string address_text(const IpAddress& address) {
-  return address.to_string();
-}
-
 std::string range_text(const AddressRange& range) {
-  return range.low == range.high ? address_text(range.low)
-                                 : address_text(range.low) + "-" + address_text(range.high);
+  return range.low == range.high ? range.low.to_string()
+                                 : range.low.to_string() + "-" + range.high.to_string();
 }
 
 std::string ports_text(const PortRange& ports) {
