@@ -6,6 +6,7 @@
 #   firewall.sh up|down|check --iface IF... [--source CIDR...] [--dns IP...] [--dns-port N]
 #                       [--port 15001] [--ipv6 redirect|drop] [--allow-source-only]
 #                       [--mark 0x1000] [--table 15001] [--rule-priority 90] [--route-guard on|off]
+#                       [--fast-path] [--fast-mark 0x40000000]
 #
 # What a packet from a sandbox (arriving on an --iface, or with a --source address) gets:
 #   TCP, IPv4 and IPv6        TPROXY'd to egressd's listener on --port
@@ -15,7 +16,8 @@
 #   ICMP errors               delivered to this host (where every sandbox flow ends: egressd's
 #                             sockets, for path MTU), never forwarded
 #   IPv6 neighbour discovery  passed when addressed to this host (link-local, hop limit 255)
-# No conntrack: the table is stateless, so it costs no connection tracking.
+# No conntrack: the table is stateless, so it costs no connection tracking (except with
+# --fast-path, below).
 #   everything else           dropped: other UDP (QUIC included, so clients fall back to TLS
 #                             over TCP where egressd sees the SNI), ICMP echo, SCTP, GRE, ...
 # With both --iface and --source, a packet from a listed interface whose source address is
@@ -41,6 +43,17 @@
 # sandbox's replies to connections from *other hosts* are not forwarded either (connections
 # into sandboxes from a proxy on this host are unaffected); --route-guard off removes it.
 #
+# --fast-path (egressd's fast_path: kernel, DESIGN.md "Kernel fast path"): every sandbox TCP
+# SYN first goes through chain fast_path, which egressd fills with each sandbox's address
+# rules (sets fp_*, chains fp_sb_*): a refused SYN is answered with a TCP reset, an allowed
+# one's connection gets ct mark --fast-mark and is forwarded by the kernel (never TPROXY'd;
+# the routing guard lets packets with that mark through), and anything else (inspected ports,
+# audit mode, gateways) goes on to TPROXY. While fast_path is empty (egressd not running, or
+# this table just replaced) every SYN goes to TPROXY as without --fast-path. It needs IP
+# forwarding on, uses conntrack, and turns on nf_conntrack_acct and nf_conntrack_timestamp (for
+# egressd's access log). The mark bit must be this table's alone: a flow carrying it bypasses
+# TPROXY. Default 0x40000000: outside the bits the CNIs above use by default.
+#
 # `check` validates the arguments and the ruleset (nft -c) and changes nothing.
 #
 # Re-running `up` replaces the table in one transaction: no moment without filtering. Stopping
@@ -58,8 +71,9 @@ action=${1:-}
 shift || true
 ifaces=() sources=() resolvers=()
 port=15001 dns_port="" mark=0x1000 table=15001 priority=90 ipv6=redirect source_only=no route_guard=on
+fast_path=no fast_mark=0x40000000
 while (($#)); do
-  (($# >= 2)) || [[ "$1" == --allow-source-only || "$1" == -h || "$1" == --help ]] || fail "$1 needs a value"
+  (($# >= 2)) || [[ "$1" == --allow-source-only || "$1" == --fast-path || "$1" == -h || "$1" == --help ]] || fail "$1 needs a value"
   case "$1" in
     --iface) ifaces+=("$2"); shift 2 ;;
     --source) sources+=("$2"); shift 2 ;;
@@ -72,6 +86,8 @@ while (($#)); do
     --ipv6) ipv6=$2; shift 2 ;;
     --allow-source-only) source_only=yes; shift ;;
     --route-guard) route_guard=$2; shift 2 ;;
+    --fast-path) fast_path=yes; shift ;;
+    --fast-mark) fast_mark=$2; shift 2 ;;
     -h|--help) usage ;;
     *) fail "unknown argument $1 (--help lists them)" ;;
   esac
@@ -84,6 +100,8 @@ is_port() { [[ "$1" =~ ^[0-9]{1,5}$ ]] && (($1 >= 1 && $1 <= 65535)); }
 is_port "$port" || fail "--port $port is not a port"
 [[ -z "$dns_port" ]] || is_port "$dns_port" || fail "--dns-port $dns_port is not a port"
 [[ "$mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((mark != 0)) || fail "--mark $mark: give one non-zero hex value (0x1000)"
+[[ "$fast_mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((fast_mark != 0 && (fast_mark & (fast_mark - 1)) == 0 && (fast_mark & mark) == 0)) ||
+  fail "--fast-mark $fast_mark: give one hex bit (0x40000000) that --mark does not use"
 [[ "$table" =~ ^[0-9]{1,9}$ ]] && ((table >= 1 && table != 253 && table != 254 && table != 255)) ||
   fail "--table $table: give a number, not 0 or one of the kernel's tables (253 default, 254 main, 255 local)"
 [[ "$priority" =~ ^[0-9]{1,5}$ ]] && ((priority >= 1 && priority <= 32762)) || fail "--rule-priority $priority: 1..32762 (egressd uses it and the 3 after it)"
@@ -136,6 +154,8 @@ routing_down() {
 # rule before them and stay local; packets to this host's own addresses match the local table
 # first. Rules (priority P = --rule-priority):
 #   P+1  iif IF to RESOLVER goto P+3     from CIDR iif lo goto P+3     from CIDR to RESOLVER goto P+3
+#        iif IF fwmark FAST goto P+3     from CIDR fwmark FAST goto P+3  (--fast-path: flows the
+#                                         table forwards; only its fp_allow sets that mark)
 #   P+2  iif IF prohibit                  from CIDR prohibit
 #   P+3  nop (the goto target)
 # An interface prefix (sbx*) cannot be named in a routing rule: with prefixes only, give
@@ -152,11 +172,13 @@ guard_rules() {  # one rule per line, for family $1 ("priority N selectors actio
   for i in "${ifaces[@]}"; do
     [[ "$i" == *[+*] ]] && continue
     for r in "${exempt[@]}"; do echo "priority $((priority + 1)) iif $i to $r goto $((priority + 3))"; done
+    [[ $fast_path == yes ]] && echo "priority $((priority + 1)) iif $i fwmark $fast_mark/$fast_mark goto $((priority + 3))"
     echo "priority $((priority + 2)) iif $i prohibit"
   done
   for s in "${own[@]}"; do
     echo "priority $((priority + 1)) from $s iif lo goto $((priority + 3))"
     for r in "${exempt[@]}"; do echo "priority $((priority + 1)) from $s to $r goto $((priority + 3))"; done
+    [[ $fast_path == yes ]] && echo "priority $((priority + 1)) from $s fwmark $fast_mark/$fast_mark goto $((priority + 3))"
     echo "priority $((priority + 2)) from $s prohibit"
   done
 }
@@ -207,6 +229,23 @@ table inet egressd {
   set sources6 { type ipv6_addr; flags interval; $(elements 6 "${sources[@]}") }
   set resolvers4 { type ipv4_addr; $(elements 4 "${resolvers[@]}") }
   set resolvers6 { type ipv6_addr; $(elements 6 "${resolvers[@]}") }
+EOF
+  if [[ $fast_path == yes ]]; then
+    cat <<EOF
+
+  # --fast-path: egressd fills these and chain fast_path, and owns the chains fp_sb_*.
+  set fp_mark { type mark; elements = { $fast_mark } }
+  set fp_guard4 { type ipv4_addr; flags interval; }
+  set fp_guard6 { type ipv6_addr; flags interval; }
+  set fp_inspected { type inet_service; }
+  map fp_by_source4 { type ipv4_addr : verdict; flags interval; }
+  map fp_by_source6 { type ipv6_addr : verdict; flags interval; }
+  chain fp_refuse { reject with tcp reset; }
+  chain fp_allow { ct mark set ct mark | $fast_mark meta mark set meta mark | $fast_mark accept; }
+  chain fast_path { }
+EOF
+  fi
+  cat <<EOF
 
   chain prerouting {
     type filter hook prerouting priority mangle; policy accept;
@@ -233,6 +272,10 @@ EOF
   chain sandbox {
 EOF
   [[ -n "$dns_port" ]] && echo "    meta l4proto { tcp, udp } th dport 53 tproxy to :$dns_port $set_mark accept comment \"DNS filter\""
+  if [[ $fast_path == yes ]]; then
+    echo "    meta l4proto tcp ct direction original ct mark & $fast_mark == $fast_mark ct status & expected == 0 meta mark set meta mark | $fast_mark accept comment \"kernel fast path: a flow fp_allow let through\""
+    echo "    tcp flags & (syn | ack) == syn jump fast_path comment \"kernel fast path: egressd decides at SYN\""
+  fi
   cat <<EOF
     meta l4proto tcp tproxy to :$port $set_mark accept
 EOF
@@ -288,6 +331,10 @@ if [[ $action == up || $action == check ]]; then
 --allow-source-only to accept that."
   fi
   check_families
+  if [[ $fast_path == yes && $action == up ]]; then
+    [[ "$(cat /proc/sys/net/ipv4/ip_forward)" == 1 ]] ||
+      fail "--fast-path forwards allowed flows in the kernel: turn on net.ipv4.ip_forward (and net.ipv6.conf.all.forwarding)"
+  fi
   command -v nft >/dev/null || fail "nft is missing (Debian: apt-get install nftables)"
   file=$(mktemp)
   trap 'rm -f "$file"' EXIT
@@ -301,9 +348,12 @@ if [[ $action == up || $action == check ]]; then
   routing_up 4
   routing_up 6
   nft -f "$file"
+  if [[ $fast_path == yes ]]; then  # conntrack is loaded now: bytes and times for egressd's log
+    sysctl -qw net.netfilter.nf_conntrack_acct=1 net.netfilter.nf_conntrack_timestamp=1
+  fi
   # The guard after the table: the table filters from here on, the guard is its backup.
   if [[ $route_guard == on ]]; then guard_up 4; guard_up 6; else guard_down 4; guard_down 6; fi
-  echo "egressd firewall up: table inet egressd, TCP to :$port${dns_port:+, DNS to :$dns_port}, mark $mark, table $table; ${ifaces[*]:-} ${sources[*]:-}"
+  echo "egressd firewall up: table inet egressd, TCP to :$port${dns_port:+, DNS to :$dns_port}, mark $mark, table $table$([[ $fast_path == yes ]] && echo ", kernel fast path (mark $fast_mark)"); ${ifaces[*]:-} ${sources[*]:-}"
 else
   # The table first: from then on nothing is marked, so the routing can go.
   if nft list table inet egressd >/dev/null 2>&1; then nft delete table inet egressd; fi

@@ -8,7 +8,6 @@
 // usage: kernel_sets (--config FILE | --generate N) --table NAME [--check N] [--keep]
 //                    [--iface IF]... [--print]
 // --iface: with the table's base chain (refusals at SYN); --print: the transaction, not loaded
-#include <nftables/libnftables.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -22,6 +21,7 @@
 
 #include "config/config.hpp"
 #include "kernel/fast_path_sets.hpp"
+#include "kernel/netfilter.hpp"
 
 using namespace egressd;
 
@@ -56,21 +56,6 @@ double millis_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
-
-struct Nft {
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  Nft() {
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
-  }
-  ~Nft() { nft_ctx_free(ctx); }
-  // 0 and the output, or the error text.
-  int run(const std::string& commands, std::string& out) {
-    int rc = nft_run_cmd_from_buffer(ctx, commands.c_str());
-    out = rc == 0 ? nft_ctx_get_output_buffer(ctx) : nft_ctx_get_error_buffer(ctx);
-    return rc;
-  }
-};
 
 }  // namespace
 
@@ -136,7 +121,7 @@ int main(int argc, char** argv) {
   KernelSets sets = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected);
   double compile_ms = millis_since(started);
   started = std::chrono::steady_clock::now();
-  std::string transaction = nft_transaction(sets, table, interfaces);
+  std::string transaction = nft_skeleton(table, interfaces) + nft_fill(sets, table, {});
   double text_ms = millis_since(started);
 
   if (print) {
@@ -149,20 +134,22 @@ int main(int argc, char** argv) {
   double load_ms[2];
   for (double& ms : load_ms) {
     started = std::chrono::steady_clock::now();
-    if (nft.run(transaction, out) != 0) {
+    if (!(out = nft.run(transaction)).empty()) {
       std::cerr << "kernel_sets: the transaction was refused: " << out.substr(0, 2000);
-      nft.run("delete table inet " + table, out);
+      nft.run("delete table inet " + table);
       return 1;
     }
     ms = millis_since(started);
   }
 
-  // One sandbox's change: its set flushed and filled again (what a PUT would send).
+  // One sandbox's change: its chain (and set) written again, what a PUT sends.
   double one_sandbox_ms = 0;
-  if (!sets.sandboxes.empty()) {
-    std::string change = nft_sandbox_update(sets.sandboxes.front(), table);
+  if (!sets.sandboxes.empty() && !sets.sandboxes.front().allow4.empty()) {
+    KernelSets changed = sets;
+    changed.sandboxes.front().allow4.pop_back();
+    std::string change = nft_change(sets, changed, table);
     started = std::chrono::steady_clock::now();
-    if (nft.run(change, out) != 0) {
+    if (!(out = nft.run(change)).empty()) {
       std::cerr << "kernel_sets: a one-sandbox change was refused: " << out;
       return 1;
     }
@@ -204,7 +191,7 @@ int main(int argc, char** argv) {
       std::cerr << "mismatch: " << source.to_string() << " -> " << destination.to_string() << ":"
                 << port << " compiled " << compiled << " proxy " << proxy << "\n";
   }
-  if (!keep) nft.run("delete table inet " + table, out);
+  if (!keep) nft.run("delete table inet " + table);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(

@@ -41,10 +41,11 @@ struct Shared {
   std::atomic<uint64_t> next_serial{1};
   std::atomic<bool> draining{false};
   Interception intercept;  // set once at start, before any worker runs
+  std::function<void()> published;  // fast_path: kernel's sync; set once at start
 
   ControlContext control() {
-    return ControlContext{store,   settings, registry,
-                          denials, metrics,  intercept.ca ? intercept.ca->pem() : std::string()};
+    return ControlContext{store,   settings, registry, denials, metrics,
+                          intercept.ca ? intercept.ca->pem() : std::string(), published};
   }
 };
 

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "app/daemon.hpp"
+#include "app/kernel_path.hpp"
 #include "control/api.hpp"
 #include "control/control_server.hpp"
 #include "control/state_dir.hpp"
@@ -328,6 +329,14 @@ int run_server(Config config, Takeover takeover) {
   config.sandboxes.clear();
   config.sandboxes.shrink_to_fit();
   malloc_trim(0);
+  // fast_path: kernel: the table filled before anything is served; every later change of the
+  // policies or settings brings it up to date before the API answers.
+  std::optional<KernelPath> kernel;
+  if (config.fast_path == FastPath::kernel) {
+    kernel.emplace(shared);
+    kernel->sync();
+    shared.published = [&kernel] { kernel->sync(); };
+  }
   ControlApi api(shared.control(), state);
   ControlServer control(api, config.listen.control);
   if (std::string problem = control.start(inherited.take_control()); !problem.empty()) {
@@ -491,6 +500,20 @@ int run_server(Config config, Takeover takeover) {
     });
   };
   flush_every();
+  // fast_path: kernel: a table a firewall reload emptied (or that was not there yet) is
+  // noticed within a tick and filled again; meanwhile the proxy decides.
+  asio::steady_timer kernel_timer(main_io);
+  std::function<void()> kernel_every;
+  kernel_every = [&] {
+    if (!kernel || stopping) return;
+    kernel_timer.expires_after(std::chrono::seconds(2));
+    kernel_timer.async_wait([&](const asio::error_code& e) {
+      if (e || stopping) return;
+      kernel->check();
+      kernel_every();
+    });
+  };
+  kernel_every();
   std::function<void(bool)> begin_stop;
   std::function<void()> wait_signal;
   wait_signal = [&] {
@@ -570,6 +593,8 @@ int run_server(Config config, Takeover takeover) {
              "no new connections, draining for up to " + std::to_string(drain.count()) + " s");
     shared.draining = true;
     successor_timer.cancel();
+    kernel_timer.cancel();
+    if (kernel) kernel->stop(takeover_done);
     if (takeover_done) shared.metrics.unexpose();  // the new process binds it next
     for (unsigned i = 0; i < workers; ++i) {
       Worker& worker = *std::next(pool.begin(), i);

@@ -521,18 +521,8 @@ std::variant<Config, std::vector<std::string>> load_config_checked(const std::st
                   {{"revoke", OnUpdate::revoke}, {"keep", OnUpdate::keep}});
   }
   if (root["fast_path"]) {
-    // DESIGN.md's "Kernel fast path" is not built yet (issue 19): `kernel` is refused, not
-    // quietly served by the proxy.
-    if (auto mode = loader.scalar(root["fast_path"], "fast_path")) {
-      if (*mode == "kernel") {
-        loader.error(root["fast_path"].Mark(),
-                     "fast_path: \"kernel\" is not available in this build yet (decisions at SYN "
-                     "in nftables are planned); use proxy");
-      } else if (*mode != "proxy") {
-        loader.error(root["fast_path"].Mark(),
-                     "fast_path: \"" + *mode + "\" is not one of proxy | kernel");
-      }
-    }
+    loader.choice(root["fast_path"], "fast_path", config.fast_path,
+                  {{"proxy", FastPath::proxy}, {"kernel", FastPath::kernel}});
   }
   if (root["access_log"]) {
     if (auto log = loader.scalar(root["access_log"], "access_log")) config.access_log = *log;

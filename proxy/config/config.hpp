@@ -65,6 +65,7 @@ struct Config {
   std::map<std::string, GatewayConfig> gateways;
   // How long a stopping or replaced (--takeover) egressd lets its connections finish.
   unsigned drain_s = 300;
+  FastPath fast_path = FastPath::proxy;
   // DESIGN.md "Request transforms". ca_dir empty: state_dir/ca (the CA lives in memory only
   // when state_dir is empty too). upstream_ca: "system" or a PEM file. Read at start.
   struct {

@@ -110,6 +110,7 @@ std::variant<std::shared_ptr<const Sandbox>, PolicyStore::PutError> ControlApi::
   ctx_.metrics.policy_update(std::holds_alternative<std::shared_ptr<const Sandbox>>(result));
   if (auto* sandbox = std::get_if<std::shared_ptr<const Sandbox>>(&result)) {
     ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
+    if (ctx_.published) ctx_.published();
     if (ctx_.settings.load()->on_update == OnUpdate::revoke) revoke_denied(**sandbox);
   }
   return result;
@@ -158,6 +159,7 @@ std::optional<PolicyStore::PutError> ControlApi::reload(const Config& fresh) {
   ctx_.settings.publish(Settings::from(fresh));
   ctx_.metrics.policy_update(true);
   ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
+  if (ctx_.published) ctx_.published();
   if (fresh.on_update == OnUpdate::revoke) {
     ctx_.store.snapshot()->for_each([&](const Sandbox& sandbox) {
       auto old = before->find_by_id(sandbox.id);
@@ -174,6 +176,7 @@ bool ControlApi::remove(const std::string& id) {
   ctx_.store.remove(id);
   ctx_.metrics.policy_update(true);
   ctx_.metrics.sandboxes(ctx_.store.snapshot()->size());
+  if (ctx_.published) ctx_.published();
   ctx_.denials.forget(id);
   for (auto& live : ctx_.registry.of_sandbox(id)) {
     asio::post(live->executor, [live] { live->abort(Reason::revoked); });

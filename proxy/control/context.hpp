@@ -1,6 +1,8 @@
 #pragma once
 // What the control API needs from the daemon: the store it writes, the settings a reload
 // publishes, and the records it reads (live connections, denials, counters). Built by app/.
+#include <functional>
+
 #include "config/settings.hpp"
 #include "metrics/metrics.hpp"
 #include "policy/policy_store.hpp"
@@ -17,6 +19,9 @@ struct ControlContext {
   DenialLog& denials;
   Metrics& metrics;
   std::string ca_pem = {};  // the interception CA certificate (GET /v1/ca.pem); empty: none
+  // After every change of the policies or settings, under the write lock and before the API
+  // answers (fast_path: kernel brings the kernel's sets up to date); empty: nothing to do.
+  std::function<void()> published = {};
 };
 
 }  // namespace egressd

@@ -1,6 +1,7 @@
 #include "kernel/fast_path_sets.hpp"
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <optional>
 #include <tuple>
@@ -149,8 +150,8 @@ std::vector<Allowed> allowed(const Sandbox& sandbox, Family family,
 std::string chain_name(std::string_view id) {
   uint64_t hash = 0xcbf29ce484222325ULL;
   for (unsigned char c : id) hash = (hash ^ c) * 0x100000001b3ULL;
-  char text[24];
-  std::snprintf(text, sizeof(text), "sb_%016llx", static_cast<unsigned long long>(hash));
+  char text[32];
+  std::snprintf(text, sizeof(text), "fp_sb_%016llx", static_cast<unsigned long long>(hash));
   return text;
 }
 
@@ -179,7 +180,8 @@ size_t KernelSets::allow_elements() const {
 }
 
 KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
-                               Verdict unknown_source, const std::vector<uint16_t>& inspected) {
+                               Verdict unknown_source, const std::vector<uint16_t>& inspected,
+                               const KernelSets* previous) {
   KernelSets sets;
   sets.refuse_unknown_sources = unknown_source == Verdict::deny;
   sets.inspected = inspected;
@@ -188,18 +190,32 @@ KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
                        sets.inspected.end());
   sets.guard4 = guard_ranges(guard, Family::v4);
   sets.guard6 = guard_ranges(guard, Family::v6);
+  std::map<std::string_view, const SandboxSets*> reusable;
+  if (previous && previous->inspected == sets.inspected)
+    for (const SandboxSets& sandbox : previous->sandboxes) reusable[sandbox.id] = &sandbox;
   std::vector<IpPrefix> sources;
+  auto source_ranges = [](const Sandbox& sandbox) {
+    std::vector<AddressRange> out;
+    for (const IpPrefix& source : sandbox.sources)
+      out.push_back({source.address, IpAddress{source.address.family, prefix_high(source)}});
+    return out;
+  };
   store.for_each([&](const Sandbox& sandbox) {
     sources.insert(sources.end(), sandbox.sources.begin(), sandbox.sources.end());
     if (sandbox.policy->mode() == Mode::audit || !sandbox.policy->gateway().empty()) {
-      ++sets.sandboxes_left_to_proxy;
+      sets.proxied.push_back({sandbox.id, source_ranges(sandbox)});
+      return;
+    }
+    if (auto same = reusable.find(sandbox.id);
+        same != reusable.end() && same->second->generation == sandbox.generation) {
+      sets.sandboxes.push_back(*same->second);
       return;
     }
     SandboxSets entry;
+    entry.id = sandbox.id;
+    entry.generation = sandbox.generation;
     entry.chain = chain_name(sandbox.id);
-    for (const IpPrefix& source : sandbox.sources)
-      entry.sources.push_back(
-          {source.address, IpAddress{source.address.family, prefix_high(source)}});
+    entry.sources = source_ranges(sandbox);
     entry.allow4 = allowed(sandbox, Family::v4, sets.inspected);
     entry.allow6 = allowed(sandbox, Family::v6, sets.inspected);
     sets.sandboxes.push_back(std::move(entry));
@@ -209,12 +225,13 @@ KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
   // Two ids with one chain name (a 64-bit hash collision): the second stays with the proxy.
   for (size_t i = 1; i < sets.sandboxes.size();) {
     if (sets.sandboxes[i].chain == sets.sandboxes[i - 1].chain) {
+      sets.proxied.push_back({sets.sandboxes[i].id, sets.sandboxes[i].sources});
       sets.sandboxes.erase(sets.sandboxes.begin() + static_cast<std::ptrdiff_t>(i));
-      ++sets.sandboxes_left_to_proxy;
     } else {
       ++i;
     }
   }
+  sets.sandboxes_left_to_proxy = sets.proxied.size();
   // Sources never overlap (the store refuses it): sorted, adjacent ones merged.
   std::sort(sources.begin(), sources.end(), [](const IpPrefix& a, const IpPrefix& b) {
     return std::pair(a.address.family, a.address.bits) <
@@ -255,19 +272,13 @@ namespace {
 
 constexpr size_t kRulesPerChain = 16;
 
-void append_set(std::string& out, const std::string& name, const char* type,
-                const std::vector<std::string>& elements, bool interval = true) {
-  out += "  set " + name + " {\n    type " + type + "\n";
-  if (interval) out += "    flags interval\n";
-  if (!elements.empty()) {
-    out += "    elements = { ";
-    for (size_t i = 0; i < elements.size(); ++i) {
-      if (i) out += i % 64 ? ", " : ",\n      ";
-      out += elements[i];
-    }
-    out += " }\n";
+std::string elements_text(const std::vector<std::string>& elements) {
+  std::string out;
+  for (size_t i = 0; i < elements.size(); ++i) {
+    if (i) out += i % 64 ? ", " : ",\n    ";
+    out += elements[i];
   }
-  out += "  }\n";
+  return out;
 }
 
 std::vector<std::string> range_texts(const std::vector<AddressRange>& ranges) {
@@ -283,104 +294,223 @@ std::vector<std::string> allowed_texts(const std::vector<Allowed>& list) {
   return out;
 }
 
-// A sandbox chain's rules; a long allow list becomes a set, declared into `sets` (or, when
-// null, filled by flush and add element commands returned first in `commands`).
-// A short allow list is a few rules: a set per sandbox costs the kernel far more to create
-// (10,000 concatenated-interval sets: minutes here) than rules do.
-std::vector<std::string> chain_rules(const SandboxSets& sandbox, std::string* sets,
-                                     std::string* commands = nullptr, std::string_view table = {}) {
-  std::vector<std::string> rules = {"tcp dport @inspected return",
+// Writes the commands of one transaction against one table ("add rule inet T C ...").
+struct Commands {
+  std::string table;
+  std::string text;
+  void line(const std::string& verb, const std::string& rest) {
+    text += verb + " inet " + table + " " + rest + "\n";
+  }
+  // Replaces a set's or map's elements (nothing added when there are none).
+  void fill(const char* kind, const std::string& name, const std::vector<std::string>& elements) {
+    line("flush " + std::string(kind), name);
+    if (!elements.empty()) line("add element", name + " { " + elements_text(elements) + " }");
+  }
+};
+
+const char* set_type(bool v4) {
+  return v4 ? "ipv4_addr . inet_service" : "ipv6_addr . inet_service";
+}
+
+// A sandbox's long allow list of one family, kept in a set of its own (by name), or none.
+std::string allow_set(const SandboxSets& sandbox, bool v4) {
+  return (v4 ? sandbox.allow4 : sandbox.allow6).size() > kRulesPerChain
+             ? sandbox.chain + (v4 ? "_4" : "_6")
+             : std::string();
+}
+
+// A sandbox chain's rules. A short allow list is a few rules: a set per sandbox costs the
+// kernel far more to create (10,000 concatenated-interval sets: minutes here) than rules do.
+std::vector<std::string> chain_rules(const SandboxSets& sandbox) {
+  std::vector<std::string> rules = {"tcp dport @fp_inspected return",
                                     "ip6 daddr ::ffff:0:0/96 return"};
-  for (auto [family, list] :
-       {std::pair("ip", &sandbox.allow4), std::pair("ip6", &sandbox.allow6)}) {
-    const bool v4 = list == &sandbox.allow4;
-    const std::string set_name = sandbox.chain + (v4 ? "_4" : "_6");
-    if (list->size() > kRulesPerChain) {
-      if (sets) {
-        append_set(*sets, set_name, v4 ? "ipv4_addr . inet_service" : "ipv6_addr . inet_service",
-                   allowed_texts(*list));
-      } else if (commands) {
-        *commands += "flush set inet " + std::string(table) + " " + set_name + "\n";
-        *commands += "add element inet " + std::string(table) + " " + set_name + " { ";
-        auto texts = allowed_texts(*list);
-        for (size_t i = 0; i < texts.size(); ++i) *commands += (i ? ", " : "") + texts[i];
-        *commands += " }\n";
-      }
-      rules.push_back(std::string(family) + " daddr . tcp dport @" + set_name + " goto fast_allow");
+  for (bool v4 : {true, false}) {
+    const char* family = v4 ? "ip" : "ip6";
+    if (std::string set = allow_set(sandbox, v4); !set.empty()) {
+      rules.push_back(std::string(family) + " daddr . tcp dport @" + set + " goto fp_allow");
       continue;
     }
-    for (const Allowed& allowed : *list)
+    for (const Allowed& allowed : v4 ? sandbox.allow4 : sandbox.allow6)
       rules.push_back(std::string(family) + " daddr " + range_text(allowed.destination) +
-                      " tcp dport " + ports_text(allowed.ports) + " goto fast_allow");
+                      " tcp dport " + ports_text(allowed.ports) + " goto fp_allow");
   }
-  rules.push_back("goto fast_refuse");
+  rules.push_back("goto fp_refuse");
   return rules;
+}
+
+// The by_source map entries of every sandbox: its chain, or back to TPROXY.
+void source_entries(const KernelSets& sets, std::vector<std::string>& v4,
+                    std::vector<std::string>& v6) {
+  auto add = [&](const std::vector<AddressRange>& sources, const std::string& verdict) {
+    for (const AddressRange& source : sources)
+      (source.low.family == Family::v4 ? v4 : v6).push_back(range_text(source) + " : " + verdict);
+  };
+  for (const SandboxSets& sandbox : sets.sandboxes) add(sandbox.sources, "goto " + sandbox.chain);
+  for (const ProxiedSandbox& sandbox : sets.proxied) add(sandbox.sources, "return");
+}
+
+// One sandbox's chain (and sets) created or replaced; the chain exists once this ran.
+void write_chain(Commands& out, const SandboxSets& sandbox) {
+  for (bool v4 : {true, false}) {
+    if (std::string set = allow_set(sandbox, v4); !set.empty()) {
+      out.line("add set", set + " { type " + set_type(v4) + "; flags interval; }");
+      out.fill("set", set, allowed_texts(v4 ? sandbox.allow4 : sandbox.allow6));
+    }
+  }
+  out.line("add chain", sandbox.chain);
+  out.line("flush chain", sandbox.chain);
+  for (const std::string& rule : chain_rules(sandbox)) out.line("add rule", sandbox.chain + " " + rule);
+}
+
+void write_fast_path(Commands& out, const KernelSets& sets) {
+  out.line("flush chain", "fast_path");
+  for (const char* rule : {"ip daddr @fp_guard4 goto fp_refuse", "ip6 daddr @fp_guard6 goto fp_refuse",
+                           "ip saddr vmap @fp_by_source4", "ip6 saddr vmap @fp_by_source6"})
+    out.line("add rule", std::string("fast_path ") + rule);
+  if (sets.refuse_unknown_sources) out.line("add rule", "fast_path goto fp_refuse");
 }
 
 }  // namespace
 
-std::string nft_sandbox_update(const SandboxSets& sandbox, std::string_view table) {
-  std::string commands;
-  std::vector<std::string> rules = chain_rules(sandbox, nullptr, &commands, table);
-  commands += "flush chain inet " + std::string(table) + " " + sandbox.chain + "\n";
-  for (const std::string& rule : rules)
-    commands += "add rule inet " + std::string(table) + " " + sandbox.chain + " " + rule + "\n";
-  return commands;
+bool same_globals(const KernelSets& a, const KernelSets& b) {
+  return a.guard4 == b.guard4 && a.guard6 == b.guard6 && a.inspected == b.inspected &&
+         a.refuse_unknown_sources == b.refuse_unknown_sources;
 }
 
-std::string nft_transaction(const KernelSets& sets, std::string_view table,
-                            const std::vector<std::string>& interfaces, int priority,
-                            uint32_t mark) {
-  const std::string name(table);
-  std::string out = "table inet " + name + " {\n}\ndelete table inet " + name + "\n";
-  out += "table inet " + name + " {\n";
-  append_set(out, "guard4", "ipv4_addr", range_texts(sets.guard4));
-  append_set(out, "guard6", "ipv6_addr", range_texts(sets.guard6));
-  append_set(out, "sources4", "ipv4_addr", range_texts(sets.sources4));
-  append_set(out, "sources6", "ipv6_addr", range_texts(sets.sources6));
+TableObjects listed_objects(std::string_view listing) {
+  TableObjects found;
+  for (size_t at = 0; at < listing.size();) {
+    size_t end = listing.find('\n', at);
+    if (end == std::string_view::npos) end = listing.size();
+    std::string_view line = listing.substr(at, end - at);
+    at = end + 1;
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    for (auto [keyword, list] : {std::pair("chain fp_sb_", &found.chains),
+                                 std::pair("set fp_sb_", &found.sets)}) {
+      std::string_view word(keyword);
+      if (line.substr(0, word.size()) != word) continue;
+      std::string_view name = line.substr(word.find("fp_sb_"));
+      name = name.substr(0, name.find(' '));
+      list->emplace_back(name);
+    }
+  }
+  return found;
+}
+
+std::string nft_fill(const KernelSets& sets, std::string_view table, const TableObjects& existing) {
+  Commands out{std::string(table), {}};
+  // Nothing references a sandbox chain once fast_path and the maps are empty, and nothing a
+  // sandbox set once its chain is: then both can go.
+  out.line("flush chain", "fast_path");
+  out.line("flush map", "fp_by_source4");
+  out.line("flush map", "fp_by_source6");
+  for (const std::string& chain : existing.chains) out.line("flush chain", chain);
+  for (const std::string& chain : existing.chains) out.line("delete chain", chain);
+  for (const std::string& set : existing.sets) out.line("delete set", set);
+  out.fill("set", "fp_guard4", range_texts(sets.guard4));
+  out.fill("set", "fp_guard6", range_texts(sets.guard6));
   std::vector<std::string> ports;
   for (uint16_t port : sets.inspected) ports.push_back(std::to_string(port));
-  append_set(out, "inspected", "inet_service", ports, false);
+  out.fill("set", "fp_inspected", ports);
+  for (const SandboxSets& sandbox : sets.sandboxes) write_chain(out, sandbox);
+  std::vector<std::string> v4, v6;
+  source_entries(sets, v4, v6);
+  out.fill("map", "fp_by_source4", v4);
+  out.fill("map", "fp_by_source6", v6);
+  write_fast_path(out, sets);
+  return out.text;
+}
+
+std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::string_view table) {
+  Commands out{std::string(table), {}};
+  std::map<std::string, const SandboxSets*> old_chains, new_chains;
+  for (const SandboxSets& s : loaded.sandboxes) old_chains[s.id] = &s;
+  for (const SandboxSets& s : next.sandboxes) new_chains[s.id] = &s;
+  std::map<std::string, std::string> old_sources, new_sources;  // element -> verdict
+  std::vector<std::string> o4, o6, n4, n6;
+  source_entries(loaded, o4, o6);
+  source_entries(next, n4, n6);
+  auto keyed = [](const std::vector<std::string>& entries, std::map<std::string, std::string>& to) {
+    for (const std::string& e : entries) to[e.substr(0, e.find(" : "))] = e;
+  };
+  keyed(o4, old_sources), keyed(o6, old_sources), keyed(n4, new_sources), keyed(n6, new_sources);
+  auto map_of = [](const std::string& element) {
+    return element.find(':') == std::string::npos ? "fp_by_source4" : "fp_by_source6";
+  };
+  // 1. Sources that go or change their verdict leave the maps.
+  for (const auto& [element, entry] : old_sources) {
+    auto now = new_sources.find(element);
+    if (now == new_sources.end() || now->second != entry)
+      out.line("delete element", std::string(map_of(element)) + " { " + element + " }");
+  }
+  // 2. Chains that go: emptied (their sets unreferenced), then deleted with their sets.
+  for (const auto& [id, sandbox] : old_chains) {
+    auto now = new_chains.find(id);
+    bool gone = now == new_chains.end() || now->second->chain != sandbox->chain;
+    if (gone) out.line("flush chain", sandbox->chain);
+  }
+  for (const auto& [id, sandbox] : old_chains) {
+    auto now = new_chains.find(id);
+    if (now != new_chains.end() && now->second->chain == sandbox->chain) continue;
+    out.line("delete chain", sandbox->chain);
+    for (bool v4 : {true, false})
+      if (std::string set = allow_set(*sandbox, v4); !set.empty()) out.line("delete set", set);
+  }
+  // 3. Chains that are new or changed: written again; a set the new rules no longer use goes.
+  for (const auto& [id, sandbox] : new_chains) {
+    auto before = old_chains.find(id);
+    bool kept = before != old_chains.end() && before->second->chain == sandbox->chain;
+    if (kept && before->second->allow4 == sandbox->allow4 && before->second->allow6 == sandbox->allow6)
+      continue;
+    write_chain(out, *sandbox);
+    if (!kept) continue;
+    for (bool v4 : {true, false}) {
+      std::string had = allow_set(*before->second, v4);
+      if (!had.empty() && allow_set(*sandbox, v4).empty()) out.line("delete set", had);
+    }
+  }
+  // 4. Sources that are new or changed enter the maps.
+  for (const auto& [element, entry] : new_sources) {
+    auto was = old_sources.find(element);
+    if (was == old_sources.end() || was->second != entry)
+      out.line("add element", std::string(map_of(element)) + " { " + entry + " }");
+  }
+  return out.text;
+}
+
+std::string nft_skeleton(std::string_view table, const std::vector<std::string>& interfaces,
+                         uint32_t mark) {
   char mark_text[16];
   std::snprintf(mark_text, sizeof(mark_text), "0x%x", mark);
-  out += "  chain fast_refuse {\n    reject with tcp reset\n  }\n";
-  out += "  chain fast_allow {\n    ct mark set ct mark | " + std::string(mark_text) +
-         " accept\n  }\n";
-  std::vector<std::string> to_chain4, to_chain6;
-  for (const SandboxSets& sandbox : sets.sandboxes) {
-    std::string rules;
-    for (const std::string& rule : chain_rules(sandbox, &out)) rules += "    " + rule + "\n";
-    out += "  chain " + sandbox.chain + " {\n" + rules + "  }\n";
-    for (const AddressRange& source : sandbox.sources)
-      (source.low.family == Family::v4 ? to_chain4 : to_chain6)
-          .push_back(range_text(source) + " : goto " + sandbox.chain);
-  }
-  for (auto [map, type, list] : {std::tuple("by_source4", "ipv4_addr", &to_chain4),
-                                 std::tuple("by_source6", "ipv6_addr", &to_chain6)}) {
-    out +=
-        "  map " + std::string(map) + " {\n    type " + type + " : verdict\n    flags interval\n";
-    if (!list->empty()) {
-      out += "    elements = { ";
-      for (size_t i = 0; i < list->size(); ++i) out += (i ? ", " : "") + (*list)[i];
-      out += " }\n";
-    }
-    out += "  }\n";
-  }
+  const std::string m(mark_text), name(table);
+  std::string out = "table inet " + name + " {}\ndelete table inet " + name + "\n";
+  out += "table inet " + name + " {\n";
+  out += "  set fp_mark { type mark; elements = { " + m + " } }\n";
+  out += "  set fp_guard4 { type ipv4_addr; flags interval; }\n";
+  out += "  set fp_guard6 { type ipv6_addr; flags interval; }\n";
+  out += "  set fp_inspected { type inet_service; }\n";
+  out += "  map fp_by_source4 { type ipv4_addr : verdict; flags interval; }\n";
+  out += "  map fp_by_source6 { type ipv6_addr : verdict; flags interval; }\n";
+  out += "  chain fp_refuse { reject with tcp reset; }\n";
+  out += "  chain fp_allow { ct mark set ct mark | " + m + " meta mark set meta mark | " + m +
+         " accept; }\n";
+  out += "  chain fast_path { }\n";
   if (!interfaces.empty()) {
-    out += "  chain prerouting {\n    type filter hook prerouting priority " +
-           std::to_string(priority) + "; policy accept;\n    iifname != { ";
+    out += "  chain prerouting {\n    type filter hook prerouting priority -160; policy accept;\n";
+    out += "    iifname != { ";
     for (size_t i = 0; i < interfaces.size(); ++i)
       out += (i ? ", \"" : "\"") + interfaces[i] + "\"";
-    out += " } return\n    tcp flags & (syn | ack) != syn return\n";
-    out += "    ip daddr @guard4 goto fast_refuse\n    ip6 daddr @guard6 goto fast_refuse\n";
-    if (sets.refuse_unknown_sources)
-      out +=
-          "    meta nfproto ipv4 ip saddr != @sources4 goto fast_refuse\n"
-          "    meta nfproto ipv6 ip6 saddr != @sources6 goto fast_refuse\n";
-    out += "    ip saddr vmap @by_source4\n    ip6 saddr vmap @by_source6\n  }\n";
+    out += " } return\n";
+    out += "    meta l4proto tcp ct direction original ct mark & " + m + " == " + m +
+           " meta mark set meta mark | " + m + " accept\n";
+    out += "    tcp flags & (syn | ack) == syn jump fast_path\n  }\n";
   }
   out += "}\n";
   return out;
+}
+
+std::string nft_clear(std::string_view table) {
+  return "flush chain inet " + std::string(table) + " fast_path\n";
 }
 
 }  // namespace egressd

@@ -1,8 +1,8 @@
 #pragma once
 // DESIGN.md "Kernel fast path", first part: the fast-path decisions of every sandbox compiled
 // into disjoint intervals for nftables sets and verdict maps, and the one transaction that
-// loads them. Not wired into the daemon or the firewall yet (fast_path: kernel is refused at
-// load); bench/system/kernel_sets.py loads them into a scratch table and measures.
+// loads them (app/kernel_path.cpp runs them for fast_path: kernel; bench/system/kernel_sets.py
+// loads them into a scratch table and measures).
 //
 // What the kernel would evaluate, in order, for a new TCP connection (SYN) from a sandbox
 // interface:
@@ -49,15 +49,24 @@ struct Allowed {
 // One kernel-decided sandbox: its chain's name (from its id, stable across changes), its
 // sources and what it may reach on ports that are not inspected.
 struct SandboxSets {
+  std::string id;
+  uint64_t generation = 0;  // the store's: a sandbox with the same one compiles the same
   std::string chain;
   std::vector<AddressRange> sources;
   std::vector<Allowed> allow4, allow6;
+};
+
+// A sandbox the proxy decides (audit mode, a gateway): its sources go back to TPROXY.
+struct ProxiedSandbox {
+  std::string id;
+  std::vector<AddressRange> sources;
 };
 
 struct KernelSets {
   std::vector<AddressRange> guard4, guard6;      // step 1
   std::vector<AddressRange> sources4, sources6;  // step 2: every sandbox's sources
   std::vector<SandboxSets> sandboxes;            // step 3, sorted by chain
+  std::vector<ProxiedSandbox> proxied;           // step 4
   std::vector<uint16_t> inspected;
   bool refuse_unknown_sources = true;
   size_t sandboxes_left_to_proxy = 0;  // audit mode or a gateway
@@ -65,25 +74,45 @@ struct KernelSets {
 };
 
 // `inspected`: the inspect.tls and inspect.http ports (never in a fast-path element).
+// `previous`: sets compiled before, whose sandboxes of the same generation are taken as they
+// are (a policy change compiles only the sandbox that changed).
 KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
-                               Verdict unknown_source, const std::vector<uint16_t>& inspected);
+                               Verdict unknown_source, const std::vector<uint16_t>& inspected,
+                               const KernelSets* previous = nullptr);
 
 // The verdict the sets give a new connection, evaluated as the kernel would (steps 1-4):
 // deny, allow, or nullopt for "TPROXY: the proxy decides". For tests and checks.
 std::optional<Verdict> kernel_verdict(const KernelSets& sets, const IpAddress& source,
                                       const IpAddress& destination, uint16_t port);
 
-// One nft transaction (for `nft -f` or libnftables) that replaces table inet `table` whole:
-// created if missing, deleted, declared again with every set, map and chain, atomically.
-// Its base chain (prerouting, priority `priority`, before the firewall's TPROXY at mangle)
-// marks a forwarded SYN's connection with ct mark `mark`, for the firewall to let it pass.
-// One sandbox's change, in the table nft_transaction made: its chain's rules replaced (and its
-// set's elements, for a long allow list that already had one), atomically.
-std::string nft_sandbox_update(const SandboxSets& sandbox, std::string_view table);
+// --- The nftables side. deploy/firewall.sh up --fast-path declares, in its table inet egressd
+// (nft_skeleton writes the same for a scratch table): the sets fp_mark (the ct/packet mark bit
+// of a kernel-forwarded flow), fp_guard4/6, fp_inspected, the verdict maps fp_by_source4/6, the
+// chains fp_refuse (TCP reset), fp_allow (marks the connection and lets it through) and an empty
+// fast_path, which its sandbox chain jumps to for every TCP SYN before TPROXY. egressd fills
+// them and owns the per-sandbox chains and sets (fp_sb_*): an empty fast_path sends everything
+// to TPROXY (the proxy decides), so a firewall reload or a stopped egressd never lets more
+// through than the proxy would.
 
-// Without `interfaces` there is no base chain: the sets and chains only (for checks).
-std::string nft_transaction(const KernelSets& sets, std::string_view table,
-                            const std::vector<std::string>& interfaces = {}, int priority = -160,
-                            uint32_t mark = 0x4000);
+// egressd's per-sandbox chains and sets found in a `list table` output (what a full load
+// removes first: they may be a previous process's).
+struct TableObjects {
+  std::vector<std::string> chains, sets;
+};
+TableObjects listed_objects(std::string_view listing);
+
+// One transaction filling the table: everything `existing` named removed, every set, map and
+// chain written again, fast_path last.
+std::string nft_fill(const KernelSets& sets, std::string_view table, const TableObjects& existing);
+// One transaction from what was loaded to `next`, touching only the sandboxes that changed
+// (their map elements, chains and sets). Only when same_globals(loaded, next); else nft_fill.
+std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::string_view table);
+bool same_globals(const KernelSets& a, const KernelSets& b);
+// Empties fast_path: every new connection goes to TPROXY again (a stopping egressd).
+std::string nft_clear(std::string_view table);
+// What firewall.sh --fast-path declares, as a table of its own (for tools and tests); with
+// `interfaces`, a prerouting chain that sends their TCP SYNs through fast_path.
+std::string nft_skeleton(std::string_view table, const std::vector<std::string>& interfaces,
+                         uint32_t mark = 0x40000000);
 
 }  // namespace egressd

@@ -70,6 +70,7 @@ std::string access_log_line(const AccessRecord& r) {
   if (r.would_deny) append_field(out, "would_deny", to_string(*r.would_deny));
   if (r.ech) out += ",\"ech\":true";
   if (r.intercepted) out += ",\"intercepted\":true";
+  if (r.kernel) out += ",\"kernel\":true";
   if (!r.dialed.empty()) append_field(out, "dialed", r.dialed);
   if (!r.via.empty()) append_field(out, "via", r.via);
   if (!r.qtype.empty()) {

@@ -31,6 +31,7 @@ struct AccessRecord {
   double duration_ms = 0;
   bool ech = false;
   bool intercepted = false;  // DESIGN.md "Request transforms": egressd terminated TLS / edited
+  bool kernel = false;       // DESIGN.md "Kernel fast path": forwarded by the kernel, from conntrack
   std::string dialed;        // where egressd connected, when it differs from dst
   std::string via;           // the gateway (dedicated egress) it left through
   std::optional<Reason> would_deny;  // audit mode: the refusal it would have been

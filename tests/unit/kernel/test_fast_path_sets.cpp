@@ -157,24 +157,94 @@ TEST_CASE("Kernel sets: audit and gateway sandboxes stay with the proxy") {
   CHECK(kernel_verdict(sets, ip("10.200.9.9"), ip("198.18.0.10"), 9000) == Verdict::deny);
 }
 
-TEST_CASE("Kernel sets: the nft transaction flushes, then adds, in nft's syntax") {
+TEST_CASE("Kernel sets: a fill removes what was there, then writes every set, chain and map") {
   PolicyStore store;
   REQUIRE_FALSE(store.replace_all(
       {spec("a", {"10.200.1.2", "fd00:200:1::2"}, {"198.18.0.10:9000-9002", "fd00:198::10"})}));
   auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
                                   Verdict::deny, kInspected);
-  std::string text = nft_transaction(sets, "egressd_fast", {"eth1"});
-  CHECK(text.find("delete table inet egressd_fast\n") < text.find("set guard4"));
-  CHECK(text.find("ip daddr 198.18.0.10 tcp dport 9000-9002 goto fast_allow") != std::string::npos);
-  CHECK(text.find("ip6 daddr fd00:198::10 tcp dport 1-79 goto fast_allow") != std::string::npos);
-  std::string update = nft_sandbox_update(sets.sandboxes[0], "egressd_fast");
-  CHECK(update.find("flush chain inet egressd_fast sb_") == 0);
-  CHECK(update.find("add rule inet egressd_fast sb_") != std::string::npos);
-  CHECK(update.rfind("goto fast_refuse\n") == update.size() - 17);
-  CHECK(text.find("set sources4 {\n    type ipv4_addr\n    flags interval\n    elements = { "
-                  "10.200.1.2 }") != std::string::npos);
+  TableObjects stale = listed_objects(
+      "table inet egressd {\n\tset fp_sb_00000000000000aa_4 {\n\t\ttype ipv4_addr . inet_service\n"
+      "\t}\n\tchain fp_sb_00000000000000aa {\n\t}\n\tchain sandbox {\n\t}\n}\n");
+  REQUIRE(stale.chains == std::vector<std::string>{"fp_sb_00000000000000aa"});
+  REQUIRE(stale.sets == std::vector<std::string>{"fp_sb_00000000000000aa_4"});
+  std::string text = nft_fill(sets, "egressd", stale);
+  // The stale chain is emptied before it is deleted, and deleted before its set.
+  CHECK(text.find("flush chain inet egressd fast_path\n") == 0);
+  CHECK(text.find("flush chain inet egressd fp_sb_00000000000000aa\n") <
+        text.find("delete chain inet egressd fp_sb_00000000000000aa\n"));
+  CHECK(text.find("delete chain inet egressd fp_sb_00000000000000aa\n") <
+        text.find("delete set inet egressd fp_sb_00000000000000aa_4\n"));
+  const std::string chain = sets.sandboxes[0].chain;
+  CHECK(chain.rfind("fp_sb_", 0) == 0);
+  CHECK(text.find("add rule inet egressd " + chain +
+                  " ip daddr 198.18.0.10 tcp dport 9000-9002 goto fp_allow\n") != std::string::npos);
+  CHECK(text.find("add rule inet egressd " + chain +
+                  " ip6 daddr fd00:198::10 tcp dport 1-79 goto fp_allow\n") != std::string::npos);
+  CHECK(text.find("add rule inet egressd " + chain + " goto fp_refuse\n") != std::string::npos);
   CHECK(text.find("169.254.0.0-169.254.255.255") != std::string::npos);  // the guard's floor
-  CHECK(text.find("10.200.1.2 : goto sb_") != std::string::npos);
-  CHECK(text.find("iifname != { \"eth1\" } return") != std::string::npos);
-  CHECK(nft_transaction(sets, "t").find("chain prerouting") == std::string::npos);
+  CHECK(text.find("add element inet egressd fp_by_source4 { 10.200.1.2 : goto " + chain + " }") !=
+        std::string::npos);
+  CHECK(text.find("add element inet egressd fp_inspected { 80, 443 }") != std::string::npos);
+  // fast_path is written last, so nothing refers to a chain before it exists.
+  CHECK(text.rfind("add rule inet egressd fast_path goto fp_refuse\n") ==
+        text.size() - std::string("add rule inet egressd fast_path goto fp_refuse\n").size());
+  auto allowing = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
+                                      Verdict::allow, kInspected);
+  CHECK(nft_fill(allowing, "egressd", {}).find("fast_path goto fp_refuse") == std::string::npos);
+  std::string skeleton = nft_skeleton("t", {"eth1"}, 0x40000000);
+  CHECK(skeleton.find("set fp_mark { type mark; elements = { 0x40000000 } }") != std::string::npos);
+  CHECK(skeleton.find("tcp flags & (syn | ack) == syn jump fast_path") != std::string::npos);
+  CHECK(nft_skeleton("t", {}).find("prerouting") == std::string::npos);
+}
+
+TEST_CASE("Kernel sets: a change touches only the sandboxes that changed") {
+  PolicyStore store;
+  std::vector<std::string> many;
+  for (int i = 0; i < 20; ++i) many.push_back("198.18.1." + std::to_string(i * 2) + ":22");
+  REQUIRE_FALSE(store.replace_all({spec("a", {"10.200.1.2"}, {"198.18.0.10:9000"}),
+                                   spec("b", {"10.200.2.0/24"}, many),
+                                   spec("c", {"10.200.3.2"}, {"198.18.0.11:9000"})}));
+  Guard guard = std::get<Guard>(Guard::compile({}));
+  auto before = compile_kernel_sets(*store.snapshot(), guard, Verdict::deny, kInspected);
+  CHECK(nft_change(before, before, "egressd").empty());
+  // a changes its rules, b moves to audit (proxy) and drops its set, c goes, d arrives.
+  auto b_audit = spec("b", {"10.200.2.0/24"}, many);
+  b_audit.mode = Mode::audit;
+  REQUIRE_FALSE(store.replace_all({spec("a", {"10.200.1.2"}, {"198.18.0.10:9001"}), b_audit,
+                                   spec("d", {"10.200.4.2"}, {"198.18.0.12:9000"})}));
+  auto after = compile_kernel_sets(*store.snapshot(), guard, Verdict::deny, kInspected, &before);
+  REQUIRE(same_globals(before, after));
+  auto chain_of = [](const KernelSets& sets, const char* id) {
+    for (const auto& s : sets.sandboxes)
+      if (s.id == id) return s.chain;
+    return std::string();
+  };
+  std::string a = chain_of(before, "a"), b = chain_of(before, "b"), c = chain_of(before, "c"),
+              d = chain_of(after, "d");
+  REQUIRE(!a.empty());
+  REQUIRE(!d.empty());
+  std::string text = nft_change(before, after, "egressd");
+  auto at = [&](const std::string& line) { return text.find(line + "\n"); };
+  const auto npos = std::string::npos;
+  CHECK(at("delete element inet egressd fp_by_source4 { 10.200.3.2 }") != npos);
+  CHECK(at("delete element inet egressd fp_by_source4 { 10.200.2.0-10.200.2.255 }") != npos);
+  CHECK(at("add element inet egressd fp_by_source4 { 10.200.2.0-10.200.2.255 : return }") != npos);
+  CHECK(at("add element inet egressd fp_by_source4 { 10.200.4.2 : goto " + d + " }") != npos);
+  CHECK(text.find("10.200.1.2") == npos);  // a's source and verdict did not change
+  CHECK(at("flush chain inet egressd " + a) != npos);
+  CHECK(at("add rule inet egressd " + a + " ip daddr 198.18.0.10 tcp dport 9001 goto fp_allow") !=
+        npos);
+  // Gone chains: unreferenced (their map elements deleted first), emptied, then deleted, and a
+  // set after its chain.
+  CHECK(at("delete element inet egressd fp_by_source4 { 10.200.3.2 }") < at("delete chain inet egressd " + c));
+  CHECK(at("flush chain inet egressd " + b) < at("delete chain inet egressd " + b));
+  CHECK(at("delete chain inet egressd " + b) < at("delete set inet egressd " + b + "_4"));
+  CHECK(at("add chain inet egressd " + d) < at("add element inet egressd fp_by_source4 { 10.200.4.2 : goto " + d + " }"));
+  // Unchanged sandboxes are taken from the previous compile as they were.
+  CHECK(after.sandboxes.size() == 2);
+  // A change of the guard is a change of globals: a whole fill.
+  auto guarded = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({"198.18.9.0/24"})),
+                                     Verdict::deny, kInspected, &after);
+  CHECK_FALSE(same_globals(after, guarded));
 }

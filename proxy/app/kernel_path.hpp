@@ -1,0 +1,50 @@
+#pragma once
+// DESIGN.md "Kernel fast path" (fast_path: kernel), the daemon's side: keeps the firewall's
+// table inet egressd filled with every sandbox's fast-path decisions (one transaction per
+// policy change, only the sandboxes that changed), deletes the conntrack entries of the
+// kernel-forwarded flows a change denies (on_update: revoke), and writes one access-log line
+// per finished kernel-forwarded flow from conntrack's destroy events.
+// Until the table is there (firewall.sh up --fast-path), the proxy decides everything, and a
+// timer tries again; a firewall reload (which empties the table) is noticed the same way.
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "app/daemon.hpp"
+#include "kernel/fast_path_sets.hpp"
+#include "kernel/netfilter.hpp"
+
+namespace egressd {
+
+class KernelPath {
+ public:
+  explicit KernelPath(Shared& shared, std::string table = "egressd")
+      : shared_(shared), table_(std::move(table)) {}
+  ~KernelPath() { events_.stop(); }
+  // After every change of the policies or settings (under the control API's write lock, so
+  // before the API answers), and from the timer: brings the kernel up to date.
+  void sync();
+  // The timer's: a table emptied by a firewall reload (or never filled) is filled again.
+  void check();
+  // A stopping egressd empties fast_path (new connections go to TPROXY, where nobody
+  // listens: closed); one handing over to a new process leaves it to that one.
+  void stop(bool handed_over);
+  bool loaded() const;
+
+ private:
+  bool find_table(std::string& problem);
+  void account(const KernelFlow& flow);
+  void revoke(const KernelSets& next);
+
+  Shared& shared_;
+  std::string table_;
+  mutable std::mutex mutex_;
+  Nft nft_;
+  uint32_t mark_ = 0;                 // from the table's fp_mark set
+  std::optional<KernelSets> loaded_;  // what the kernel holds now
+  std::string last_problem_;          // said once, not every tick
+  bool stopped_ = false;
+  ConntrackEvents events_;
+};
+
+}  // namespace egressd

@@ -1,0 +1,174 @@
+#include "kernel/netfilter.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <netinet/in.h>
+#include <nftables/libnftables.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+namespace egressd {
+
+Nft::Nft() : ctx_(nft_ctx_new(NFT_CTX_DEFAULT)) {
+  nft_ctx_buffer_output(ctx_);
+  nft_ctx_buffer_error(ctx_);
+}
+
+Nft::~Nft() {
+  nft_ctx_free(ctx_);
+}
+
+std::string Nft::run(const std::string& commands, std::string* output) {
+  int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
+  if (output) *output = nft_ctx_get_output_buffer(ctx_);
+  if (rc == 0) return {};
+  std::string error = nft_ctx_get_error_buffer(ctx_);
+  return error.empty() ? "nft refused the transaction" : error;
+}
+
+namespace {
+
+std::chrono::system_clock::time_point from_ns(uint64_t ns) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+// A tracked TCP connection with `mark` as a KernelFlow; false for anything else.
+bool read_flow(const nf_conntrack* ct, uint32_t mark, KernelFlow& flow) {
+  if (nfct_get_attr_u8(ct, ATTR_ORIG_L4PROTO) != IPPROTO_TCP) return false;
+  if ((nfct_get_attr_u32(ct, ATTR_MARK) & mark) != mark) return false;
+  uint8_t family = nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO);
+  if (family == AF_INET) {
+    flow.source = IpAddress{Family::v4, ntohl(nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC))};
+    flow.destination = IpAddress{Family::v4, ntohl(nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_DST))};
+  } else if (family == AF_INET6) {
+    auto v6 = [](const void* bytes) {
+      uint128 bits = 0;
+      for (int i = 0; i < 16; ++i) bits = (bits << 8) | static_cast<const uint8_t*>(bytes)[i];
+      return IpAddress{Family::v6, bits};
+    };
+    flow.source = v6(nfct_get_attr(ct, ATTR_ORIG_IPV6_SRC));
+    flow.destination = v6(nfct_get_attr(ct, ATTR_ORIG_IPV6_DST));
+  } else {
+    return false;
+  }
+  flow.source_port = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC));
+  flow.port = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST));
+  if (nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_BYTES) > 0)
+    flow.bytes_up = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES);
+  if (nfct_attr_is_set(ct, ATTR_REPL_COUNTER_BYTES) > 0)
+    flow.bytes_down = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_BYTES);
+  if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_START) > 0)
+    flow.start = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_START));
+  if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0)
+    flow.stop = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP));
+  return true;
+}
+
+struct Handle {
+  nfct_handle* h;
+  explicit Handle(unsigned groups) : h(nfct_open(CONNTRACK, groups)) {}
+  ~Handle() {
+    if (h) nfct_close(h);
+  }
+};
+
+struct DumpState {
+  uint32_t mark;
+  const std::function<bool(const KernelFlow&)>* revoke;
+  std::vector<nf_conntrack*> picked;
+};
+
+int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  auto* state = static_cast<DumpState*>(data);
+  KernelFlow flow;
+  if (read_flow(ct, state->mark, flow) && (*state->revoke)(flow))
+    state->picked.push_back(nfct_clone(ct));
+  return NFCT_CB_CONTINUE;
+}
+
+int on_destroyed(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  auto* events = static_cast<std::pair<ConntrackEvents*, uint32_t>*>(data);
+  KernelFlow flow;
+  if (read_flow(ct, events->second, flow)) events->first->deliver(flow);
+  return NFCT_CB_CONTINUE;
+}
+
+}  // namespace
+
+std::variant<size_t, std::string> conntrack_revoke(
+    uint32_t mark, const std::function<bool(const KernelFlow&)>& revoke) {
+  Handle dump(0), remove(0);
+  if (!dump.h || !remove.h) return std::string("conntrack: ") + std::strerror(errno);
+  DumpState state{mark, &revoke, {}};
+  nfct_callback_register(dump.h, NFCT_T_ALL, on_dumped, &state);
+  nfct_filter_dump* filter = nfct_filter_dump_create();
+  nfct_filter_dump_mark by_mark{mark, mark};
+  nfct_filter_dump_set_attr(filter, NFCT_FILTER_DUMP_MARK, &by_mark);
+  std::string problem;
+  for (uint8_t family : {uint8_t(AF_INET), uint8_t(AF_INET6)}) {
+    nfct_filter_dump_set_attr_u8(filter, NFCT_FILTER_DUMP_L3NUM, family);
+    if (nfct_query(dump.h, NFCT_Q_DUMP_FILTER, filter) < 0 && problem.empty())
+      problem = std::string("conntrack dump: ") + std::strerror(errno);
+  }
+  nfct_filter_dump_destroy(filter);
+  size_t deleted = 0;
+  for (nf_conntrack* ct : state.picked) {
+    // ENOENT: it ended meanwhile, which is as good.
+    if (nfct_query(remove.h, NFCT_Q_DESTROY, ct) == 0 || errno == ENOENT) ++deleted;
+    else if (problem.empty()) problem = std::string("conntrack delete: ") + std::strerror(errno);
+    nfct_destroy(ct);
+  }
+  if (!problem.empty()) return problem;
+  return deleted;
+}
+
+std::string ConntrackEvents::start(uint32_t mark, std::function<void(const KernelFlow&)> finished) {
+  done_ = false;
+  handle_ = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_DESTROY);
+  if (!handle_) return std::string("conntrack events: ") + std::strerror(errno);
+  mark_ = mark;
+  finished_ = std::move(finished);
+  // Only TCP connections with the mark reach this socket (a BPF filter in the kernel).
+  nfct_filter* filter = nfct_filter_create();
+  nfct_filter_add_attr_u32(filter, NFCT_FILTER_L4PROTO, IPPROTO_TCP);
+  nfct_filter_dump_mark by_mark{mark, mark};
+  nfct_filter_add_attr(filter, NFCT_FILTER_MARK, &by_mark);
+  int attached = nfct_filter_attach(nfct_fd(handle_), filter);
+  nfct_filter_destroy(filter);
+  if (attached < 0) {
+    std::string problem = std::string("conntrack event filter: ") + std::strerror(errno);
+    nfct_close(std::exchange(handle_, nullptr));
+    return problem;
+  }
+  int fd = nfct_fd(handle_);
+  int buffer = 8 << 20;  // bursts of short connections ending together
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  thread_ = std::thread([this, fd] {
+    std::pair<ConntrackEvents*, uint32_t> data{this, mark_};
+    nfct_callback_register(handle_, NFCT_T_DESTROY, on_destroyed, &data);
+    while (!done_.load()) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 200) != 1) continue;
+      // Reads until the socket is empty (EAGAIN); ENOBUFS: the kernel dropped events.
+      if (nfct_catch(handle_) < 0 && errno == ENOBUFS) lost_.fetch_add(1);
+    }
+  });
+  return {};
+}
+
+void ConntrackEvents::stop() {
+  done_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (handle_) nfct_close(std::exchange(handle_, nullptr));
+}
+
+}  // namespace egressd

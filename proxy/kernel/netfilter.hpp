@@ -1,0 +1,71 @@
+#pragma once
+// The kernel's side of the fast path: nftables transactions through libnftables, and the
+// connection tracking table through libnetfilter_conntrack (revocation: dump and delete;
+// accounting: destroy events). Needs CAP_NET_ADMIN in the network namespace of the firewall.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <variant>
+
+#include "core/ip.hpp"
+
+struct nft_ctx;
+struct nfct_handle;
+
+namespace egressd {
+
+class Nft {
+ public:
+  Nft();
+  ~Nft();
+  Nft(const Nft&) = delete;
+  Nft& operator=(const Nft&) = delete;
+  // Runs the commands as one transaction: empty on success, else nft's error text.
+  // `output`: what nft printed (a `list` command's answer).
+  std::string run(const std::string& commands, std::string* output = nullptr);
+
+ private:
+  nft_ctx* ctx_;
+};
+
+// One TCP connection the kernel forwarded, as conntrack knows it (original direction: the
+// sandbox's). Bytes need net.netfilter.nf_conntrack_acct=1, times nf_conntrack_timestamp=1.
+struct KernelFlow {
+  IpAddress source, destination;
+  uint16_t source_port = 0, port = 0;
+  uint64_t bytes_up = 0, bytes_down = 0;
+  std::chrono::system_clock::time_point start{};  // epoch: unknown
+  std::chrono::system_clock::time_point stop{};
+};
+
+// Deletes the tracked TCP connections carrying `mark` that `revoke` picks (their next packet
+// finds no connection and goes to TPROXY, where nothing knows it: a reset). The number
+// deleted, or what failed.
+std::variant<size_t, std::string> conntrack_revoke(uint32_t mark,
+                                                   const std::function<bool(const KernelFlow&)>& revoke);
+
+// Destroy events of the tracked TCP connections carrying `mark` (filtered in the kernel), on a
+// thread of its own, each handed to `finished`. Events the socket had no room for are lost
+// (the kernel says so: counted in lost()).
+class ConntrackEvents {
+ public:
+  ~ConntrackEvents() { stop(); }
+  std::string start(uint32_t mark, std::function<void(const KernelFlow&)> finished);
+  void stop();
+  uint64_t lost() const { return lost_.load(); }
+  void deliver(const KernelFlow& flow) { finished_(flow); }  // the event thread's
+
+ private:
+  nfct_handle* handle_ = nullptr;
+  uint32_t mark_ = 0;
+  std::function<void(const KernelFlow&)> finished_;
+  std::atomic<bool> done_{false};
+  std::atomic<uint64_t> lost_{0};
+  std::thread thread_;
+};
+
+}  // namespace egressd
