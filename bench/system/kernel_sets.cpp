@@ -121,19 +121,31 @@ int main(int argc, char** argv) {
   KernelSets sets = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected);
   double compile_ms = millis_since(started);
   started = std::chrono::steady_clock::now();
-  std::string transaction = nft_skeleton(table, interfaces) + nft_fill(sets, table, {});
+  // What firewall.sh --fast-path declares, then egressd's fill of it.
+  std::string skeleton = nft_skeleton(table, interfaces);
+  std::string transaction = nft_fill(sets, table, {});
   double text_ms = millis_since(started);
 
   if (print) {
+    std::fwrite(skeleton.data(), 1, skeleton.size(), stdout);
     std::fwrite(transaction.data(), 1, transaction.size(), stdout);
     return 0;
   }
   Nft nft;
   std::string out;
-  // The first load, then the same again: what a whole replacement costs (atomic).
+  if (!(out = nft.run(skeleton)).empty()) {
+    std::cerr << "kernel_sets: the table was refused: " << out.substr(0, 2000);
+    return 1;
+  }
+  // The first fill, then a whole replacement of it (atomic), as egressd's start does.
   double load_ms[2];
   for (double& ms : load_ms) {
     started = std::chrono::steady_clock::now();
+    if (&ms == &load_ms[1]) {
+      std::string listing;
+      nft.run("list table inet " + table + "\n", &listing);
+      transaction = nft_fill(sets, table, listed_objects(listing));
+    }
     if (!(out = nft.run(transaction)).empty()) {
       std::cerr << "kernel_sets: the transaction was refused: " << out.substr(0, 2000);
       nft.run("delete table inet " + table);
@@ -154,6 +166,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     one_sandbox_ms = millis_since(started);
+    if (!(out = nft.run(nft_change(changed, sets, table))).empty()) {  // and back
+      std::cerr << "kernel_sets: undoing the one-sandbox change was refused: " << out;
+      return 1;
+    }
   }
   // Sampled points: the kernel's answer must be the compiled element's, and that the proxy's.
   std::vector<IpAddress> sources;

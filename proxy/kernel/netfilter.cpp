@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -40,6 +42,7 @@ std::chrono::system_clock::time_point from_ns(uint64_t ns) {
 }
 
 // A tracked TCP connection with `mark` as a KernelFlow; false for anything else.
+// (mark 0: any)
 bool read_flow(const nf_conntrack* ct, uint32_t mark, KernelFlow& flow) {
   if (nfct_get_attr_u8(ct, ATTR_ORIG_L4PROTO) != IPPROTO_TCP) return false;
   if ((nfct_get_attr_u32(ct, ATTR_MARK) & mark) != mark) return false;
@@ -93,10 +96,46 @@ int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   return NFCT_CB_CONTINUE;
 }
 
-int on_destroyed(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
-  auto* events = static_cast<std::pair<ConntrackEvents*, uint32_t>*>(data);
+// The event thread's state: a flow is reported once, when it closes (TIME_WAIT or CLOSE:
+// conntrack would only forget it after its TIME_WAIT timeout, 120 s by default), or when
+// conntrack forgets one that never closed (timed out, deleted).
+struct EventState {
+  ConntrackEvents* events;
+  uint32_t mark;
+  nfct_handle* query;                   // for the counters, which update events do not carry
+  std::unordered_set<uint32_t> closed;  // conntrack ids already reported, until destroyed
+};
+
+int on_counters(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  auto* flow = static_cast<KernelFlow*>(data);
+  KernelFlow full;
+  if (read_flow(ct, 0, full)) {
+    flow->bytes_up = full.bytes_up;
+    flow->bytes_down = full.bytes_down;
+    flow->start = full.start;
+  }
+  return NFCT_CB_STOP;
+}
+
+int on_event(enum nf_conntrack_msg_type type, struct nf_conntrack* ct, void* data) {
+  auto* state = static_cast<EventState*>(data);
   KernelFlow flow;
-  if (read_flow(ct, events->second, flow)) events->first->deliver(flow);
+  if (!read_flow(ct, state->mark, flow)) return NFCT_CB_CONTINUE;
+  uint32_t id = nfct_get_attr_u32(ct, ATTR_ID);
+  if (type == NFCT_T_DESTROY) {
+    if (state->closed.erase(id) == 0) state->events->deliver(flow);
+    return NFCT_CB_CONTINUE;
+  }
+  if (nfct_attr_is_set(ct, ATTR_TCP_STATE) <= 0) return NFCT_CB_CONTINUE;
+  uint8_t tcp_state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
+  if (tcp_state != TCP_CONNTRACK_TIME_WAIT && tcp_state != TCP_CONNTRACK_CLOSE)
+    return NFCT_CB_CONTINUE;
+  if (!state->closed.insert(id).second) return NFCT_CB_CONTINUE;
+  if (state->closed.size() > (1u << 20)) state->closed.clear();  // destroy events were lost
+  nfct_callback_register(state->query, NFCT_T_ALL, on_counters, &flow);
+  nfct_query(state->query, NFCT_Q_GET, ct);
+  flow.stop = std::chrono::system_clock::now();
+  state->events->deliver(flow);
   return NFCT_CB_CONTINUE;
 }
 
@@ -131,7 +170,7 @@ std::variant<size_t, std::string> conntrack_revoke(
 
 std::string ConntrackEvents::start(uint32_t mark, std::function<void(const KernelFlow&)> finished) {
   done_ = false;
-  handle_ = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_DESTROY);
+  handle_ = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY);
   if (!handle_) return std::string("conntrack events: ") + std::strerror(errno);
   mark_ = mark;
   finished_ = std::move(finished);
@@ -153,8 +192,10 @@ std::string ConntrackEvents::start(uint32_t mark, std::function<void(const Kerne
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   thread_ = std::thread([this, fd] {
-    std::pair<ConntrackEvents*, uint32_t> data{this, mark_};
-    nfct_callback_register(handle_, NFCT_T_DESTROY, on_destroyed, &data);
+    Handle query(0);
+    EventState state{this, mark_, query.h, {}};
+    if (!query.h) return;
+    nfct_callback_register(handle_, NFCT_T_ALL, on_event, &state);
     while (!done_.load()) {
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, 200) != 1) continue;

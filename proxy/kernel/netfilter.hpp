@@ -48,8 +48,9 @@ struct KernelFlow {
 std::variant<size_t, std::string> conntrack_revoke(uint32_t mark,
                                                    const std::function<bool(const KernelFlow&)>& revoke);
 
-// Destroy events of the tracked TCP connections carrying `mark` (filtered in the kernel), on a
-// thread of its own, each handed to `finished`. Events the socket had no room for are lost
+// The tracked TCP connections carrying `mark` (filtered in the kernel) as they finish: once
+// each, when it closes (or, never closed, when conntrack forgets it), on a thread of its own,
+// handed to `finished`. Events the socket had no room for are lost
 // (the kernel says so: counted in lost()).
 class ConntrackEvents {
  public:

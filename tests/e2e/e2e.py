@@ -2288,9 +2288,9 @@ def metric_total(name):
 
 @test
 def kernel_table_refuses_at_syn_and_agrees_with_the_proxy():
-    """DESIGN.md "Kernel fast path", the part built so far (proxy/kernel: not wired into egressd
-    yet): the table compiled from this configuration, loaded beside the firewall in the proxy
-    host (bench/system/kernel_sets --iface), answers every refusal with a TCP reset at SYN
+    """The compiled table on its own (bench/system/kernel_sets --iface: a scratch table at
+    priority -160, before the firewall's, which has no --fast-path here), checked point by
+    point against decide() for this configuration, answers every refusal with a TCP reset at SYN
     (no accept at egressd: its connection counter does not move), v4 and v6, guard and unknown
     sources included; allowed fast-path and inspected connections go on to egressd as before."""
     table = "egressd_fast_e2e"
@@ -2331,6 +2331,125 @@ def kernel_table_refuses_at_syn_and_agrees_with_the_proxy():
         assert metric_total("egressd_connections_total") == before + len(allowed) + 1
     finally:
         ns("host", f"nft delete table inet {table}", check=False)
+
+
+PROBE = ("import json, socket, sys, time\n"
+         "out = []\n"
+         "for family, bind, host, port in json.loads(sys.argv[1]):\n"
+         "  s = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET); s.settimeout(3)\n"
+         "  if bind: s.bind((bind, 0))\n"
+         "  t = time.time()\n"
+         "  try:\n"
+         "    s.connect((host, port)); s.sendall(b'ping'); out.append(['open', s.recv(4).decode(), time.time() - t])\n"
+         "  except OSError as e:\n"
+         "    out.append([type(e).__name__, '', time.time() - t])\n"
+         "  s.close()\n"
+         "print(json.dumps(out))\n")
+
+
+def probe(sandbox, targets):
+    """Each (family, bind, host, port) connected in turn from `sandbox`: [what, echo, seconds]."""
+    path = os.path.join(WORK, "probe.py")
+    with open(path, "w") as f:
+        f.write(PROBE)
+    return json.loads(ns(sandbox, f"python3 {path} '{json.dumps(targets)}'").stdout)
+
+
+def egressd_sockets_to(address, port):
+    """egressd's TCP sockets in the proxy host to address:port (a proxied flow has one)."""
+    return [line for line in ns("host", "ss -tnH").stdout.splitlines()
+            if f"{address}:{port}" in line.split()[-1:] or f"[{address}]:{port}" in line.split()[-1:]]
+
+
+@contextlib.contextmanager
+def kernel_fast_path():
+    """firewall.sh --fast-path and egressd with fast_path: kernel, for the time of one test."""
+    firewall(FIREWALL_ARGS + " --fast-path")
+    with open(CONFIG, "a") as f:
+        f.write("fast_path: kernel\n")
+    stop_egressd()
+    start_egressd()
+    try:
+        wait_for(lambda: "decided at SYN" in open(EGRESSD_ERR).read()[-4000:], "the kernel fast path to load")
+        yield
+    finally:
+        if egressd_process.poll() is None:
+            stop_egressd()
+        write_config()
+        firewall(FIREWALL_ARGS)
+        start_egressd()
+
+
+@test
+def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
+    """DESIGN.md "Kernel fast path": with firewall.sh --fast-path and fast_path: kernel, an
+    allowed fast-path flow is forwarded by the kernel (the origin sees the sandbox's own
+    address; egressd holds no socket for it and never counts an accept), a refused one gets a
+    reset at SYN, v4 and v6, the guard and unknown sources too; inspected ports still reach
+    egressd; a policy change cuts a live kernel flow; each finished flow gets its access-log
+    line with bytes; a firewall reload is refilled; a stopped egressd lets nothing through."""
+    with kernel_fast_path():
+        before_connections = metric_total("egressd_connections_total")
+        # Allowed: forwarded with the sandbox's own source address, v4 and v6.
+        assert through("sbx1", "198.18.0.11") == "10.200.1.2"
+        assert through("sbx1", "fd00:198::11") == "fd00:200:1::2"
+        # A live one: egressd has no socket for it and does not list it.
+        go = os.path.join(WORK, "kernel-go")
+        holder = hold_connection(go)
+        assert not egressd_sockets_to("198.18.0.11", 9000), ns("host", "ss -tnH").stdout
+        assert not [c for c in connections_of("one") if c["port"] == 9000]
+        open(go, "w").close()
+        assert holder.communicate(timeout=10)[0].split() == ["before", "after!"]
+        rec = last_record(dst="198.18.0.11", port=9000, kernel=True)
+        assert rec["sandbox"] == "one" and rec["src"] == "10.200.1.2" and rec["verdict"] == "allow", rec
+        assert rec["reason"] == "allowed_address" and rec["rule"] == "198.18.0.11:9000-9003", rec
+        # conntrack counts IP bytes: the 12 bytes each way plus headers, not more than a few KB.
+        assert 12 < rec["bytes_up"] < 4096 and 12 < rec["bytes_down"] < 4096, rec
+        assert rec["duration_ms"] >= 0 and rec["start"], rec
+        assert last_record(dst="fd00:198::11", port=9000, kernel=True)["src"] == "fd00:200:1::2"
+        # Refused at SYN, with no accept anywhere: one's deny rule, its default, the guard, a
+        # source no sandbox owns, and the same in v6.
+        origin_before = len(origin_lines())
+        refused = [(4, None, "198.18.0.12", 9000), (4, None, "198.18.0.11", 9100), (4, None, "10.200.2.2", 9000),
+                   (4, "10.200.1.3", "198.18.0.11", 9000), (6, None, "fd00:198::12", 9000),
+                   (6, None, "fd00:200:2::2", 9000)]
+        for target, (what, _, seconds) in zip(refused, probe("sbx1", refused)):
+            assert what == "ConnectionRefusedError" and seconds < 1, (target, what, seconds)
+        assert len(origin_lines()) == origin_before, "a refused connection reached the origin"
+        # Inspected ports still go through egressd.
+        assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
+        wait_for(lambda: metric_total("egressd_connections_total") >= before_connections + 3, "the counts")
+        # The HTTPS request, and the three kernel flows counted when they finished: no refusal,
+        # and nothing else.
+        assert metric_total("egressd_connections_total") == before_connections + 4, \
+            (metric_total("egressd_connections_total"), before_connections)
+        # A policy change revokes a live kernel flow (on_update: revoke): its next packet is reset.
+        holder = hold_connection(go + "2")
+        without_9000 = ["--source", "10.200.1.2", "--source", "fd00:200:1::2", "--allow", "pypi.org",
+                        "--allow", "198.18.0.11:9001", "--allow", "*.github.com", "--deny", "gist.github.com"]
+        ctl("set", "one", *without_9000)
+        open(go + "2", "w").close()
+        out = holder.communicate(timeout=10)[0]
+        assert holder.returncode != 0 and "after!" not in out, out  # reset, never echoed
+        rec = last_record(dst="198.18.0.11", port=9000, reason="revoked")
+        assert rec["kernel"] is True and rec["verdict"] == "deny", rec
+        # ... and the next connection is refused at SYN, while 9001 now passes in the kernel.
+        (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
+        assert what == "ConnectionRefusedError", what
+        assert client("sbx1", "halfclose", "198.18.0.11", 9001)["data"].startswith("got "), "9001"
+        # A firewall reload empties the table: the proxy decides meanwhile, egressd refills it.
+        firewall(FIREWALL_ARGS + " --fast-path")
+        wait_for(lambda: "fp_by_source4" in ns("host", "nft list chain inet egressd fast_path").stdout,
+                 "egressd to fill the reloaded table")
+        before = len(origin_lines())
+        assert client("sbx1", "halfclose", "198.18.0.11", 9001)["data"].startswith("got ")
+        assert origin_peer_of(9001, before) == "10.200.1.2"  # the kernel's again, not egressd's
+        # A stopped egressd empties fast_path: nothing goes through any more.
+        ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")
+        stop_egressd()
+        assert "fp_by_source4" not in ns("host", "nft list chain inet egressd fast_path").stdout
+        (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
+        assert what != "open", what
 
 
 @test

@@ -55,7 +55,7 @@ up() {
   for a in 10 11; do ns net ip addr add "fd00:198::$a/64" dev eth0 nodad; done
   ns net ip link set eth0 up
   ns net ip route add 10.200.0.0/16 via 198.18.0.1
-  ns net ip -6 route add fd00:200::/48 via fd00:198::1
+  ns net ip -6 route add fd00:200::/40 via fd00:198::1  # the sandboxes: fd00:200:1::/64, fd00:200:2::/64...
 }
 
 case "$action" in

@@ -64,9 +64,15 @@ TEST_CASE("Config: the shipped example loads with every key") {
   CHECK(std::get<std::vector<std::string>>(bad)[0].find("drain_s") != std::string::npos);
 }
 
-TEST_CASE("Config: fast_path proxy is accepted; kernel is refused until it is built") {
-  CHECK(std::holds_alternative<Config>(load_config_text("fast_path: proxy\n", "t.yaml")));
-  for (const char* text : {"fast_path: kernel\n", "fast_path: turbo\n", "fast_path: [proxy]\n"}) {
+TEST_CASE("Config: fast_path is proxy (the default) or kernel, nothing else") {
+  auto proxy = load_config_text("fast_path: proxy\n", "t.yaml");
+  REQUIRE(std::holds_alternative<Config>(proxy));
+  CHECK(std::get<Config>(proxy).fast_path == FastPath::proxy);
+  CHECK(std::get<Config>(load_config_text("workers: 1\n", "t.yaml")).fast_path == FastPath::proxy);
+  auto kernel = load_config_text("fast_path: kernel\n", "t.yaml");
+  REQUIRE(std::holds_alternative<Config>(kernel));
+  CHECK(std::get<Config>(kernel).fast_path == FastPath::kernel);
+  for (const char* text : {"fast_path: turbo\n", "fast_path: [proxy]\n", "fast_path: Kernel\n"}) {
     auto loaded = load_config_text(text, "t.yaml");
     REQUIRE(std::holds_alternative<std::vector<std::string>>(loaded));
     const auto& errors = std::get<std::vector<std::string>>(loaded);
