@@ -6,7 +6,7 @@
 #   firewall.sh up|down|check --iface IF... [--source CIDR...] [--dns IP...] [--dns-port N]
 #                       [--port 15001] [--ipv6 redirect|drop] [--allow-source-only]
 #                       [--mark 0x1000] [--table 15001] [--rule-priority 90] [--route-guard on|off]
-#                       [--fast-path] [--fast-mark 0x40000000]
+#                       [--fast-path] [--fast-mark 0x40000000] [--fast-log-group 15001]
 #
 # What a packet from a sandbox (arriving on an --iface, or with a --source address) gets:
 #   TCP, IPv4 and IPv6        TPROXY'd to egressd's listener on --port
@@ -51,7 +51,8 @@
 # audit mode, gateways) goes on to TPROXY. While fast_path is empty (egressd not running, or
 # this table just replaced) every SYN goes to TPROXY as without --fast-path. It needs IP
 # forwarding on, uses conntrack, and turns on nf_conntrack_acct and nf_conntrack_timestamp (for
-# egressd's access log). The mark bit must be this table's alone: a flow carrying it bypasses
+# egressd's access log). Refused SYNs are copied to NFLOG group --fast-log-group (at most
+# 2000/s), from which egressd writes their access-log lines and counts. The mark bit must be this table's alone: a flow carrying it bypasses
 # TPROXY. Default 0x40000000: outside the bits the CNIs above use by default.
 #
 # `check` validates the arguments and the ruleset (nft -c) and changes nothing.
@@ -71,7 +72,7 @@ action=${1:-}
 shift || true
 ifaces=() sources=() resolvers=()
 port=15001 dns_port="" mark=0x1000 table=15001 priority=90 ipv6=redirect source_only=no route_guard=on
-fast_path=no fast_mark=0x40000000
+fast_path=no fast_mark=0x40000000 fast_log_group=15001
 while (($#)); do
   (($# >= 2)) || [[ "$1" == --allow-source-only || "$1" == --fast-path || "$1" == -h || "$1" == --help ]] || fail "$1 needs a value"
   case "$1" in
@@ -88,6 +89,7 @@ while (($#)); do
     --route-guard) route_guard=$2; shift 2 ;;
     --fast-path) fast_path=yes; shift ;;
     --fast-mark) fast_mark=$2; shift 2 ;;
+    --fast-log-group) fast_log_group=$2; shift 2 ;;
     -h|--help) usage ;;
     *) fail "unknown argument $1 (--help lists them)" ;;
   esac
@@ -102,6 +104,7 @@ is_port "$port" || fail "--port $port is not a port"
 [[ "$mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((mark != 0)) || fail "--mark $mark: give one non-zero hex value (0x1000)"
 [[ "$fast_mark" =~ ^0x[0-9a-fA-F]{1,8}$ ]] && ((fast_mark != 0 && (fast_mark & (fast_mark - 1)) == 0 && (fast_mark & mark) == 0)) ||
   fail "--fast-mark $fast_mark: give one hex bit (0x40000000) that --mark does not use"
+[[ "$fast_log_group" =~ ^[0-9]{1,5}$ ]] && ((fast_log_group <= 65535)) || fail "--fast-log-group $fast_log_group: 0..65535"
 [[ "$table" =~ ^[0-9]{1,9}$ ]] && ((table >= 1 && table != 253 && table != 254 && table != 255)) ||
   fail "--table $table: give a number, not 0 or one of the kernel's tables (253 default, 254 main, 255 local)"
 [[ "$priority" =~ ^[0-9]{1,5}$ ]] && ((priority >= 1 && priority <= 32762)) || fail "--rule-priority $priority: 1..32762 (egressd uses it and the 3 after it)"
@@ -240,8 +243,10 @@ EOF
   set fp_inspected { type inet_service; }
   map fp_by_source4 { type ipv4_addr : verdict; flags interval; }
   map fp_by_source6 { type ipv6_addr : verdict; flags interval; }
-  chain fp_refuse { reject with tcp reset; }
-  chain fp_allow { ct mark set ct mark | $fast_mark meta mark set meta mark | $fast_mark accept; }
+  chain fp_refuse { limit rate 2000/second burst 2000 packets log group $fast_log_group; reject with tcp reset; }
+  ct timeout fp_close4 { protocol tcp; l3proto ip; policy = { time_wait: 1, close: 1 }; }
+  ct timeout fp_close6 { protocol tcp; l3proto ip6; policy = { time_wait: 1, close: 1 }; }
+  chain fp_allow { meta nfproto ipv4 ct timeout set "fp_close4"; meta nfproto ipv6 ct timeout set "fp_close6"; ct mark set ct mark | $fast_mark meta mark set meta mark | $fast_mark accept; }
   chain fast_path { }
 EOF
   fi

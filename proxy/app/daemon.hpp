@@ -40,12 +40,13 @@ struct Shared {
   OutcomeSink outcomes{metrics, access_log, denials};
   std::atomic<uint64_t> next_serial{1};
   std::atomic<bool> draining{false};
-  Interception intercept;  // set once at start, before any worker runs
+  Interception intercept;           // set once at start, before any worker runs
   std::function<void()> published;  // fast_path: kernel's sync; set once at start
 
   ControlContext control() {
-    return ControlContext{store,   settings, registry, denials, metrics,
-                          intercept.ca ? intercept.ca->pem() : std::string(), published};
+    return ControlContext{store,    settings, registry,
+                          denials,  metrics,  intercept.ca ? intercept.ca->pem() : std::string(),
+                          published};
   }
 };
 

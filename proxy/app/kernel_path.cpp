@@ -33,8 +33,8 @@ bool KernelPath::find_table(std::string& problem) {
   std::string listing;
   problem = nft_.run("list set inet " + table_ + " fp_mark\n", &listing);
   if (!problem.empty()) {
-    problem = "table inet " + table_ + " has no fast path (run deploy/firewall.sh up --fast-path): " +
-              problem;
+    problem = "table inet " + table_ +
+              " has no fast path (run deploy/firewall.sh up --fast-path): " + problem;
     return false;
   }
   auto at = listing.find("elements = {");
@@ -44,6 +44,22 @@ bool KernelPath::find_table(std::string& problem) {
   if (mark == 0) {
     problem = "table inet " + table_ + ": set fp_mark holds no mark";
     return false;
+  }
+  std::string refuse;
+  nft_.run("list chain inet " + table_ + " fp_refuse\n", &refuse);
+  auto group_at = refuse.find("log group ");
+  int group = group_at == std::string::npos ? -1 : std::atoi(refuse.c_str() + group_at + 10);
+  if (group != log_group_) {
+    refusals_.stop();
+    log_group_ = group;
+    if (group < 0) {
+      log_line(
+          "fast_path kernel: fp_refuse logs nothing: refusals at SYN are not in the access log");
+    } else if (std::string error = refusals_.start(static_cast<uint16_t>(group),
+                                                   [this](const KernelRefusal& r) { refused(r); });
+               !error.empty()) {
+      log_line("fast_path kernel: refusals at SYN are not in the access log: " + error);
+    }
   }
   if (mark != mark_) {
     events_.stop();
@@ -65,8 +81,7 @@ void KernelPath::sync() {
   auto settings = shared_.settings.load();
   auto snapshot = shared_.store.snapshot();
   KernelSets next = compile_kernel_sets(*snapshot, settings->guard, settings->unknown_source,
-                                        inspected_ports(*settings),
-                                        loaded_ ? &*loaded_ : nullptr);
+                                        inspected_ports(*settings), loaded_ ? &*loaded_ : nullptr);
   std::string problem;
   bool incremental = loaded_ && same_globals(*loaded_, next);
   if (incremental) {
@@ -76,7 +91,8 @@ void KernelPath::sync() {
   if (!incremental || !problem.empty()) {
     // A whole fill: the first, after new globals, or after the table changed under us.
     std::string listing;
-    if (!find_table(problem) || !(problem = nft_.run("list table inet " + table_ + "\n", &listing)).empty() ||
+    if (!find_table(problem) ||
+        !(problem = nft_.run("list table inet " + table_ + "\n", &listing)).empty() ||
         !(problem = nft_.run(nft_fill(next, table_, listed_objects(listing)))).empty()) {
       loaded_.reset();
       if (problem != last_problem_)
@@ -161,6 +177,32 @@ void KernelPath::account(const KernelFlow& flow) {
   shared_.outcomes.finished(record, flow.destination);
 }
 
+// One SYN the kernel refused: its line, counts and denial, as the proxy would have written
+// them (decided again for reason and rule).
+void KernelPath::refused(const KernelRefusal& refusal) {
+  auto settings = shared_.settings.load();
+  auto snapshot = shared_.store.snapshot();
+  const Sandbox* sandbox = snapshot->find_by_source(refusal.source);
+  DecisionInput input;
+  input.destination = refusal.destination;
+  input.port = refusal.port;
+  Decision decision = decide(settings->guard, sandbox ? sandbox->policy.get() : nullptr,
+                             settings->unknown_source, input);
+  if (decision.verdict == Verdict::allow) return;  // a change since: the kernel has it now
+  AccessRecord record;
+  record.id = shared_.next_serial.fetch_add(1);
+  record.start = std::chrono::system_clock::now();
+  record.sandbox = sandbox ? sandbox->id : std::string();
+  record.src = refusal.source.to_string();
+  record.dst = refusal.destination.to_string();
+  record.port = refusal.port;
+  record.verdict = Verdict::deny;
+  record.reason = decision.reason;
+  record.rule = std::string(decision.rule);
+  record.kernel = true;
+  shared_.outcomes.finished(record, refusal.destination);
+}
+
 void KernelPath::check() {
   {
     std::lock_guard lock(mutex_);
@@ -181,6 +223,7 @@ void KernelPath::stop(bool handed_over) {
   std::lock_guard lock(mutex_);
   stopped_ = true;
   events_.stop();
+  refusals_.stop();
   if (loaded_ && !handed_over) {
     if (std::string problem = nft_.run(nft_clear(table_)); !problem.empty())
       log_line("fast_path kernel: could not empty fast_path: " + problem);

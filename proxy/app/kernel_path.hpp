@@ -20,7 +20,10 @@ class KernelPath {
  public:
   explicit KernelPath(Shared& shared, std::string table = "egressd")
       : shared_(shared), table_(std::move(table)) {}
-  ~KernelPath() { events_.stop(); }
+  ~KernelPath() {
+    events_.stop();
+    refusals_.stop();
+  }
   // After every change of the policies or settings (under the control API's write lock, so
   // before the API answers), and from the timer: brings the kernel up to date.
   void sync();
@@ -34,6 +37,7 @@ class KernelPath {
  private:
   bool find_table(std::string& problem);
   void account(const KernelFlow& flow);
+  void refused(const KernelRefusal& refusal);
   void revoke(const KernelSets& next);
 
   Shared& shared_;
@@ -45,6 +49,8 @@ class KernelPath {
   std::string last_problem_;          // said once, not every tick
   bool stopped_ = false;
   ConntrackEvents events_;
+  int log_group_ = -1;  // from the table's fp_refuse
+  RefusalLog refusals_;
 };
 
 }  // namespace egressd

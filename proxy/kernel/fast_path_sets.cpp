@@ -1,8 +1,8 @@
 #include "kernel/fast_path_sets.hpp"
 
 #include <algorithm>
-#include <map>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <tuple>
 #include <variant>
@@ -359,13 +359,15 @@ void write_chain(Commands& out, const SandboxSets& sandbox) {
   }
   out.line("add chain", sandbox.chain);
   out.line("flush chain", sandbox.chain);
-  for (const std::string& rule : chain_rules(sandbox)) out.line("add rule", sandbox.chain + " " + rule);
+  for (const std::string& rule : chain_rules(sandbox))
+    out.line("add rule", sandbox.chain + " " + rule);
 }
 
 void write_fast_path(Commands& out, const KernelSets& sets) {
   out.line("flush chain", "fast_path");
-  for (const char* rule : {"ip daddr @fp_guard4 goto fp_refuse", "ip6 daddr @fp_guard6 goto fp_refuse",
-                           "ip saddr vmap @fp_by_source4", "ip6 saddr vmap @fp_by_source6"})
+  for (const char* rule :
+       {"ip daddr @fp_guard4 goto fp_refuse", "ip6 daddr @fp_guard6 goto fp_refuse",
+        "ip saddr vmap @fp_by_source4", "ip6 saddr vmap @fp_by_source6"})
     out.line("add rule", std::string("fast_path ") + rule);
   if (sets.refuse_unknown_sources) out.line("add rule", "fast_path goto fp_refuse");
 }
@@ -385,8 +387,8 @@ TableObjects listed_objects(std::string_view listing) {
     std::string_view line = listing.substr(at, end - at);
     at = end + 1;
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    for (auto [keyword, list] : {std::pair("chain fp_sb_", &found.chains),
-                                 std::pair("set fp_sb_", &found.sets)}) {
+    for (auto [keyword, list] :
+         {std::pair("chain fp_sb_", &found.chains), std::pair("set fp_sb_", &found.sets)}) {
       std::string_view word(keyword);
       if (line.substr(0, word.size()) != word) continue;
       std::string_view name = line.substr(word.find("fp_sb_"));
@@ -460,7 +462,8 @@ std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::st
   for (const auto& [id, sandbox] : new_chains) {
     auto before = old_chains.find(id);
     bool kept = before != old_chains.end() && before->second->chain == sandbox->chain;
-    if (kept && before->second->allow4 == sandbox->allow4 && before->second->allow6 == sandbox->allow6)
+    if (kept && before->second->allow4 == sandbox->allow4 &&
+        before->second->allow6 == sandbox->allow6)
       continue;
     write_chain(out, *sandbox);
     if (!kept) continue;
@@ -479,7 +482,7 @@ std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::st
 }
 
 std::string nft_skeleton(std::string_view table, const std::vector<std::string>& interfaces,
-                         uint32_t mark) {
+                         uint32_t mark, uint16_t log_group) {
   char mark_text[16];
   std::snprintf(mark_text, sizeof(mark_text), "0x%x", mark);
   const std::string m(mark_text), name(table);
@@ -491,9 +494,16 @@ std::string nft_skeleton(std::string_view table, const std::vector<std::string>&
   out += "  set fp_inspected { type inet_service; }\n";
   out += "  map fp_by_source4 { type ipv4_addr : verdict; flags interval; }\n";
   out += "  map fp_by_source6 { type ipv6_addr : verdict; flags interval; }\n";
-  out += "  chain fp_refuse { reject with tcp reset; }\n";
-  out += "  chain fp_allow { ct mark set ct mark | " + m + " meta mark set meta mark | " + m +
-         " accept; }\n";
+  out += "  chain fp_refuse { limit rate 2000/second burst 2000 packets log group " +
+         std::to_string(log_group) + "; reject with tcp reset; }\n";
+  out +=
+      "  ct timeout fp_close4 { protocol tcp; l3proto ip; policy = { time_wait: 1, close: 1 }; }\n"
+      "  ct timeout fp_close6 { protocol tcp; l3proto ip6; policy = { time_wait: 1, close: 1 }; "
+      "}\n";
+  out +=
+      "  chain fp_allow { meta nfproto ipv4 ct timeout set \"fp_close4\"; meta nfproto ipv6 "
+      "ct timeout set \"fp_close6\"; ct mark set ct mark | " +
+      m + " meta mark set meta mark | " + m + " accept; }\n";
   out += "  chain fast_path { }\n";
   if (!interfaces.empty()) {
     out += "  chain prerouting {\n    type filter hook prerouting priority -160; policy accept;\n";

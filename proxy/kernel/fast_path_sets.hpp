@@ -113,6 +113,6 @@ std::string nft_clear(std::string_view table);
 // What firewall.sh --fast-path declares, as a table of its own (for tools and tests); with
 // `interfaces`, a prerouting chain that sends their TCP SYNs through fast_path.
 std::string nft_skeleton(std::string_view table, const std::vector<std::string>& interfaces,
-                         uint32_t mark = 0x40000000);
+                         uint32_t mark = 0x40000000, uint16_t log_group = 15001);
 
 }  // namespace egressd

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
+#include <libnetfilter_log/libnetfilter_log.h>
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <poll.h>
@@ -11,7 +12,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -38,7 +38,8 @@ namespace {
 
 std::chrono::system_clock::time_point from_ns(uint64_t ns) {
   return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(ns)));
 }
 
 // A tracked TCP connection with `mark` as a KernelFlow; false for anything else.
@@ -71,7 +72,18 @@ bool read_flow(const nf_conntrack* ct, uint32_t mark, KernelFlow& flow) {
     flow.start = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_START));
   if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0)
     flow.stop = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP));
+  if (nfct_attr_is_set(ct, ATTR_TCP_STATE) > 0) {
+    uint8_t state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
+    flow.closed = state == TCP_CONNTRACK_TIME_WAIT || state == TCP_CONNTRACK_CLOSE;
+  }
   return true;
+}
+
+// A query object naming only `ct`'s original tuple (what the kernel looks entries up by).
+nf_conntrack* tuple_of(const nf_conntrack* ct) {
+  nf_conntrack* tuple = nfct_new();
+  if (tuple) nfct_copy(tuple, ct, NFCT_CP_ORIG);
+  return tuple;
 }
 
 struct Handle {
@@ -91,51 +103,32 @@ struct DumpState {
 int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   auto* state = static_cast<DumpState*>(data);
   KernelFlow flow;
-  if (read_flow(ct, state->mark, flow) && (*state->revoke)(flow))
-    state->picked.push_back(nfct_clone(ct));
+  if (read_flow(ct, state->mark, flow) && !flow.closed && (*state->revoke)(flow))
+    state->picked.push_back(tuple_of(ct));
   return NFCT_CB_CONTINUE;
 }
 
-// The event thread's state: a flow is reported once, when it closes (TIME_WAIT or CLOSE:
-// conntrack would only forget it after its TIME_WAIT timeout, 120 s by default), or when
-// conntrack forgets one that never closed (timed out, deleted).
 struct EventState {
   ConntrackEvents* events;
   uint32_t mark;
-  nfct_handle* query;                   // for the counters, which update events do not carry
-  std::unordered_set<uint32_t> closed;  // conntrack ids already reported, until destroyed
+  nfct_handle* query;  // deletes what closed
 };
 
-int on_counters(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
-  auto* flow = static_cast<KernelFlow*>(data);
-  KernelFlow full;
-  if (read_flow(ct, 0, full)) {
-    flow->bytes_up = full.bytes_up;
-    flow->bytes_down = full.bytes_down;
-    flow->start = full.start;
-  }
-  return NFCT_CB_STOP;
-}
-
+// A flow is reported from its destroy event, which carries its counters and times. One that
+// closed (TIME_WAIT, CLOSE) is deleted at once, so it is reported then, not once conntrack's
+// TIME_WAIT (fp_close4/6: 1 s, then whenever its garbage collection passes) is over.
 int on_event(enum nf_conntrack_msg_type type, struct nf_conntrack* ct, void* data) {
   auto* state = static_cast<EventState*>(data);
   KernelFlow flow;
   if (!read_flow(ct, state->mark, flow)) return NFCT_CB_CONTINUE;
-  uint32_t id = nfct_get_attr_u32(ct, ATTR_ID);
   if (type == NFCT_T_DESTROY) {
-    if (state->closed.erase(id) == 0) state->events->deliver(flow);
-    return NFCT_CB_CONTINUE;
+    state->events->deliver(flow);
+  } else if (flow.closed) {
+    if (nf_conntrack* tuple = tuple_of(ct)) {
+      nfct_query(state->query, NFCT_Q_DESTROY, tuple);
+      nfct_destroy(tuple);
+    }
   }
-  if (nfct_attr_is_set(ct, ATTR_TCP_STATE) <= 0) return NFCT_CB_CONTINUE;
-  uint8_t tcp_state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
-  if (tcp_state != TCP_CONNTRACK_TIME_WAIT && tcp_state != TCP_CONNTRACK_CLOSE)
-    return NFCT_CB_CONTINUE;
-  if (!state->closed.insert(id).second) return NFCT_CB_CONTINUE;
-  if (state->closed.size() > (1u << 20)) state->closed.clear();  // destroy events were lost
-  nfct_callback_register(state->query, NFCT_T_ALL, on_counters, &flow);
-  nfct_query(state->query, NFCT_Q_GET, ct);
-  flow.stop = std::chrono::system_clock::now();
-  state->events->deliver(flow);
   return NFCT_CB_CONTINUE;
 }
 
@@ -159,9 +152,12 @@ std::variant<size_t, std::string> conntrack_revoke(
   nfct_filter_dump_destroy(filter);
   size_t deleted = 0;
   for (nf_conntrack* ct : state.picked) {
+    if (!ct) continue;
     // ENOENT: it ended meanwhile, which is as good.
-    if (nfct_query(remove.h, NFCT_Q_DESTROY, ct) == 0 || errno == ENOENT) ++deleted;
-    else if (problem.empty()) problem = std::string("conntrack delete: ") + std::strerror(errno);
+    if (nfct_query(remove.h, NFCT_Q_DESTROY, ct) == 0 || errno == ENOENT)
+      ++deleted;
+    else if (problem.empty())
+      problem = std::string("conntrack delete: ") + std::strerror(errno);
     nfct_destroy(ct);
   }
   if (!problem.empty()) return problem;
@@ -193,8 +189,7 @@ std::string ConntrackEvents::start(uint32_t mark, std::function<void(const Kerne
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   thread_ = std::thread([this, fd] {
     Handle query(0);
-    EventState state{this, mark_, query.h, {}};
-    if (!query.h) return;
+    EventState state{this, mark_, query.h};
     nfct_callback_register(handle_, NFCT_T_ALL, on_event, &state);
     while (!done_.load()) {
       pollfd p{fd, POLLIN, 0};
@@ -210,6 +205,91 @@ void ConntrackEvents::stop() {
   done_ = true;
   if (thread_.joinable()) thread_.join();
   if (handle_) nfct_close(std::exchange(handle_, nullptr));
+}
+
+// Hand-written: libnetfilter_log hands over the packet's bytes and no library in use parses
+// IP headers. Only the fixed headers are read, each length checked first:
+//   IPv4: version/IHL(0) ... protocol(9) ... source(12..16) destination(16..20), TCP at IHL*4
+//   IPv6: version(0) ... next header(6) ... source(8..24) destination(24..40), TCP at 40
+//   TCP:  source port(0..2) destination port(2..4)
+bool parse_tcp_packet(const uint8_t* data, size_t size, KernelRefusal& out) {
+  if (size < 1) return false;
+  auto address = [&](size_t at, size_t bytes, Family family) {
+    uint128 bits = 0;
+    for (size_t i = 0; i < bytes; ++i) bits = (bits << 8) | data[at + i];
+    return IpAddress{family, bits};
+  };
+  size_t tcp = 0;
+  if (data[0] >> 4 == 4) {
+    if (size < 20 || data[9] != IPPROTO_TCP) return false;
+    tcp = size_t(data[0] & 0x0f) * 4;
+    if (tcp < 20) return false;
+    out.source = address(12, 4, Family::v4);
+    out.destination = address(16, 4, Family::v4);
+  } else if (data[0] >> 4 == 6) {
+    if (size < 40 || data[6] != IPPROTO_TCP) return false;
+    tcp = 40;
+    out.source = address(8, 16, Family::v6);
+    out.destination = address(24, 16, Family::v6);
+  } else {
+    return false;
+  }
+  if (size < tcp + 4) return false;
+  out.port = static_cast<uint16_t>(data[tcp + 2] << 8 | data[tcp + 3]);
+  return true;
+}
+
+namespace {
+
+int on_logged(struct nflog_g_handle*, struct nfgenmsg*, struct nflog_data* data, void* self) {
+  char* payload = nullptr;
+  int size = nflog_get_payload(data, &payload);
+  KernelRefusal refusal;
+  if (size > 0 &&
+      parse_tcp_packet(reinterpret_cast<const uint8_t*>(payload), size_t(size), refusal))
+    static_cast<RefusalLog*>(self)->deliver(refusal);
+  return 0;
+}
+
+}  // namespace
+
+std::string RefusalLog::start(uint16_t group, std::function<void(const KernelRefusal&)> refused) {
+  done_ = false;
+  refused_ = std::move(refused);
+  handle_ = nflog_open();
+  if (!handle_) return std::string("nflog: ") + std::strerror(errno);
+  nflog_bind_pf(handle_, AF_INET);  // a no-op on current kernels, needed on old ones
+  nflog_bind_pf(handle_, AF_INET6);
+  nflog_g_handle* bound = nflog_bind_group(handle_, group);
+  if (!bound) {
+    std::string problem = "nflog group " + std::to_string(group) + ": " + std::strerror(errno);
+    nflog_close(std::exchange(handle_, nullptr));
+    return problem;
+  }
+  nflog_set_mode(bound, NFULNL_COPY_PACKET, 80);  // the IP and TCP headers are enough
+  nflog_set_qthresh(bound, 1);  // each at once (the kernel batches for up to 1 s otherwise)
+  nflog_callback_register(bound, on_logged, this);
+  int fd = nflog_fd(handle_);
+  int buffer = 4 << 20;
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
+  thread_ = std::thread([this, fd, bound] {
+    std::vector<char> buffer(1 << 16);
+    while (!done_.load()) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 200) != 1) continue;
+      ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n > 0) nflog_handle_packet(handle_, buffer.data(), static_cast<int>(n));
+    }
+    nflog_unbind_group(bound);
+  });
+  return {};
+}
+
+void RefusalLog::stop() {
+  done_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (handle_) nflog_close(std::exchange(handle_, nullptr));
 }
 
 }  // namespace egressd

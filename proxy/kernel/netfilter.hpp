@@ -15,6 +15,7 @@
 
 struct nft_ctx;
 struct nfct_handle;
+struct nflog_handle;
 
 namespace egressd {
 
@@ -40,18 +41,20 @@ struct KernelFlow {
   uint64_t bytes_up = 0, bytes_down = 0;
   std::chrono::system_clock::time_point start{};  // epoch: unknown
   std::chrono::system_clock::time_point stop{};
+  bool closed = false;  // TIME_WAIT or CLOSE: over, conntrack just remembers it a while
 };
 
 // Deletes the tracked TCP connections carrying `mark` that `revoke` picks (their next packet
 // finds no connection and goes to TPROXY, where nothing knows it: a reset). The number
 // deleted, or what failed.
-std::variant<size_t, std::string> conntrack_revoke(uint32_t mark,
-                                                   const std::function<bool(const KernelFlow&)>& revoke);
+std::variant<size_t, std::string> conntrack_revoke(
+    uint32_t mark, const std::function<bool(const KernelFlow&)>& revoke);
 
-// The tracked TCP connections carrying `mark` (filtered in the kernel) as they finish: once
-// each, when it closes (or, never closed, when conntrack forgets it), on a thread of its own,
-// handed to `finished`. Events the socket had no room for are lost
-// (the kernel says so: counted in lost()).
+// The tracked TCP connections carrying `mark` (filtered in the kernel) as they finish, from
+// their destroy events (counters and times), on a thread of its own, each handed to
+// `finished`. One that closed is deleted from conntrack when it does (an update event to
+// TIME_WAIT or CLOSE), so its line is written then, not after conntrack's TIME_WAIT. Events the
+// socket had no room for are lost (the kernel says so: counted in lost()).
 class ConntrackEvents {
  public:
   ~ConntrackEvents() { stop(); }
@@ -68,5 +71,29 @@ class ConntrackEvents {
   std::atomic<uint64_t> lost_{0};
   std::thread thread_;
 };
+
+// The SYNs the kernel refused, as NFLOG group `group` (firewall.sh's fp_refuse logs them,
+// rate-limited) hands them over: source, destination and port of each, on a thread of its own.
+struct KernelRefusal {
+  IpAddress source, destination;
+  uint16_t port = 0;
+};
+class RefusalLog {
+ public:
+  ~RefusalLog() { stop(); }
+  std::string start(uint16_t group, std::function<void(const KernelRefusal&)> refused);
+  void stop();
+  void deliver(const KernelRefusal& refusal) { refused_(refusal); }  // the thread's
+
+ private:
+  nflog_handle* handle_ = nullptr;
+  std::function<void(const KernelRefusal&)> refused_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// The addresses and TCP destination port of an IPv4 or IPv6 packet (as NFLOG copies it):
+// false for anything else (another protocol, IPv6 extension headers, a short copy).
+bool parse_tcp_packet(const uint8_t* data, size_t size, KernelRefusal& out);
 
 }  // namespace egressd

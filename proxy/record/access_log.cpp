@@ -6,6 +6,10 @@
 #include <chrono>
 #include <ctime>
 
+#include <unistd.h>
+
+#include <cerrno>
+
 namespace egressd {
 namespace {
 
@@ -95,7 +99,6 @@ bool AccessLog::open(const std::string& target) {
     file_ = std::fopen(target.c_str(), "ae");
     if (!file_) return false;
   }
-  std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
   return true;
 }
 
@@ -103,12 +106,31 @@ void AccessLog::write(const AccessRecord& record) {
   std::string line = access_log_line(record);
   line.push_back('\n');
   std::lock_guard lock(mutex_);
-  if (file_) std::fwrite(line.data(), 1, line.size(), file_);
+  pending_ += line;
+  if (pending_.size() >= (1u << 16)) write_pending();
+}
+
+// Whole lines only, in one write(2) each time on an O_APPEND file: two processes sharing the
+// log (a draining egressd and its --takeover successor) never tear each other's lines, as
+// stdio's buffer, flushed when full in the middle of a line, did.
+void AccessLog::write_pending() {
+  if (!file_ || pending_.empty()) return;
+  int fd = fileno(file_);
+  size_t done = 0;
+  while (done < pending_.size()) {
+    ssize_t n = ::write(fd, pending_.data() + done, pending_.size() - done);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;  // a full disk: the lines are dropped rather than held forever
+    }
+    done += static_cast<size_t>(n);
+  }
+  pending_.clear();
 }
 
 void AccessLog::flush() {
   std::lock_guard lock(mutex_);
-  if (file_) std::fflush(file_);
+  write_pending();
 }
 
 bool AccessLog::reopen() {
@@ -116,16 +138,16 @@ bool AccessLog::reopen() {
   if (target_ == "-" || target_.empty()) return true;
   FILE* fresh = std::fopen(target_.c_str(), "ae");
   if (!fresh) return false;
+  write_pending();
   if (file_) std::fclose(file_);
   file_ = fresh;
-  std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
   return true;
 }
 
 AccessLog::~AccessLog() {
   std::lock_guard lock(mutex_);
+  write_pending();
   if (file_ && file_ != stdout) std::fclose(file_);
-  if (file_ == stdout) std::fflush(stdout);
 }
 
 }  // namespace egressd

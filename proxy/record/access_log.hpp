@@ -31,9 +31,9 @@ struct AccessRecord {
   double duration_ms = 0;
   bool ech = false;
   bool intercepted = false;  // DESIGN.md "Request transforms": egressd terminated TLS / edited
-  bool kernel = false;       // DESIGN.md "Kernel fast path": forwarded by the kernel, from conntrack
-  std::string dialed;        // where egressd connected, when it differs from dst
-  std::string via;           // the gateway (dedicated egress) it left through
+  bool kernel = false;  // DESIGN.md "Kernel fast path": forwarded by the kernel, from conntrack
+  std::string dialed;   // where egressd connected, when it differs from dst
+  std::string via;      // the gateway (dedicated egress) it left through
   std::optional<Reason> would_deny;  // audit mode: the refusal it would have been
   // proto "dns": the query type and what the answer gave (addresses, CNAME targets, types).
   std::string qtype;
@@ -51,8 +51,10 @@ class AccessLog {
 
  private:
   std::mutex mutex_;
+  void write_pending();
   std::string target_;
-  FILE* file_ = nullptr;
+  FILE* file_ = nullptr;  // only its descriptor is written (write_pending)
+  std::string pending_;   // whole lines not written yet
 };
 
 std::string access_log_line(const AccessRecord& record);

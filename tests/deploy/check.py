@@ -51,7 +51,7 @@ def systemd_units():
                        "Type=notify", "NotifyAccess=main", "--supervise\n", "KillMode=process",
                        "RestartKillSignal=SIGUSR2", "RuntimeDirectoryPreserve=restart", "ExecReload=/usr/sbin/egressd --check-config /etc/egressd/egressd.yaml",
                        "LogsDirectory=egressd", "LogRateLimitIntervalSec=0", "SystemCallFilter=@system-service", "UMask=0077",
-                       "ProtectProc=invisible", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"):
+                       "ProtectProc=invisible", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK\n"):
             check(f"egressd.service has {option.strip()}", option in unit)
         check("egressd.service: the config check runs before the SIGHUP",
               unit.index("ExecReload=/usr/sbin/egressd --check-config") < unit.index("ExecReload=/bin/kill -HUP"))

@@ -2416,12 +2416,17 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         for target, (what, _, seconds) in zip(refused, probe("sbx1", refused)):
             assert what == "ConnectionRefusedError" and seconds < 1, (target, what, seconds)
         assert len(origin_lines()) == origin_before, "a refused connection reached the origin"
+        # Each refusal still gets its access-log line (NFLOG from fp_refuse), decided again.
+        for (family, bind, host, port), reason in zip(refused, ["denied_address", "default_deny", "guarded_destination",
+                                                               "unknown_source", "default_deny", "guarded_destination"]):
+            rec = last_record(dst=host, port=port, kernel=True, verdict="deny")
+            assert rec["reason"] == reason and rec["src"] == (bind or ("10.200.1.2" if family == 4 else "fd00:200:1::2")), rec
         # Inspected ports still go through egressd.
         assert https("sbx1", "api.github.com").stdout == "origin api.github.com\n"
-        wait_for(lambda: metric_total("egressd_connections_total") >= before_connections + 3, "the counts")
-        # The HTTPS request, and the three kernel flows counted when they finished: no refusal,
-        # and nothing else.
-        assert metric_total("egressd_connections_total") == before_connections + 4, \
+        wait_for(lambda: metric_total("egressd_connections_total") >= before_connections + 10, "the counts")
+        # The HTTPS request, the three kernel flows counted when they finished and the six
+        # refusals, and nothing else.
+        assert metric_total("egressd_connections_total") == before_connections + 10, \
             (metric_total("egressd_connections_total"), before_connections)
         # A policy change revokes a live kernel flow (on_update: revoke): its next packet is reset.
         holder = hold_connection(go + "2")

@@ -178,7 +178,8 @@ TEST_CASE("Kernel sets: a fill removes what was there, then writes every set, ch
   const std::string chain = sets.sandboxes[0].chain;
   CHECK(chain.rfind("fp_sb_", 0) == 0);
   CHECK(text.find("add rule inet egressd " + chain +
-                  " ip daddr 198.18.0.10 tcp dport 9000-9002 goto fp_allow\n") != std::string::npos);
+                  " ip daddr 198.18.0.10 tcp dport 9000-9002 goto fp_allow\n") !=
+        std::string::npos);
   CHECK(text.find("add rule inet egressd " + chain +
                   " ip6 daddr fd00:198::10 tcp dport 1-79 goto fp_allow\n") != std::string::npos);
   CHECK(text.find("add rule inet egressd " + chain + " goto fp_refuse\n") != std::string::npos);
@@ -237,14 +238,17 @@ TEST_CASE("Kernel sets: a change touches only the sandboxes that changed") {
         npos);
   // Gone chains: unreferenced (their map elements deleted first), emptied, then deleted, and a
   // set after its chain.
-  CHECK(at("delete element inet egressd fp_by_source4 { 10.200.3.2 }") < at("delete chain inet egressd " + c));
+  CHECK(at("delete element inet egressd fp_by_source4 { 10.200.3.2 }") <
+        at("delete chain inet egressd " + c));
   CHECK(at("flush chain inet egressd " + b) < at("delete chain inet egressd " + b));
   CHECK(at("delete chain inet egressd " + b) < at("delete set inet egressd " + b + "_4"));
-  CHECK(at("add chain inet egressd " + d) < at("add element inet egressd fp_by_source4 { 10.200.4.2 : goto " + d + " }"));
+  CHECK(at("add chain inet egressd " + d) <
+        at("add element inet egressd fp_by_source4 { 10.200.4.2 : goto " + d + " }"));
   // Unchanged sandboxes are taken from the previous compile as they were.
   CHECK(after.sandboxes.size() == 2);
   // A change of the guard is a change of globals: a whole fill.
-  auto guarded = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({"198.18.9.0/24"})),
-                                     Verdict::deny, kInspected, &after);
+  auto guarded =
+      compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({"198.18.9.0/24"})),
+                          Verdict::deny, kInspected, &after);
   CHECK_FALSE(same_globals(after, guarded));
 }
