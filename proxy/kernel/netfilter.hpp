@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "core/ip.hpp"
+#include "kernel/packet.hpp"
 
 struct nft_ctx;
 struct nfct_handle;
@@ -74,10 +75,6 @@ class ConntrackEvents {
 
 // The SYNs the kernel refused, as NFLOG group `group` (firewall.sh's fp_refuse logs them,
 // rate-limited) hands them over: source, destination and port of each, on a thread of its own.
-struct KernelRefusal {
-  IpAddress source, destination;
-  uint16_t port = 0;
-};
 class RefusalLog {
  public:
   ~RefusalLog() { stop(); }
@@ -91,9 +88,5 @@ class RefusalLog {
   std::atomic<bool> done_{false};
   std::thread thread_;
 };
-
-// The addresses and TCP destination port of an IPv4 or IPv6 packet (as NFLOG copies it):
-// false for anything else (another protocol, IPv6 extension headers, a short copy).
-bool parse_tcp_packet(const uint8_t* data, size_t size, KernelRefusal& out);
 
 }  // namespace egressd

@@ -11,12 +11,12 @@ trap 'rm -rf "$work"' EXIT
 # the request reader gets half of one.
 route_seconds=$(( seconds / 5 > 5 ? seconds / 5 : 5 ))
 half_seconds=$(( seconds / 2 > 5 ? seconds / 2 : 5 ))
-for target in client_hello http_request http_gate http_edit rule dns_query control_request \
+for target in client_hello http_request http_gate http_edit rule packet dns_query control_request \
     control_native control_e2b control_brimble control_sandbox0 control_blaxel; do
   budget=$seconds
   case "$target" in
     control_native|control_e2b|control_brimble|control_sandbox0|control_blaxel) budget=$route_seconds ;;
-    control_request|http_edit) budget=$half_seconds ;;
+    control_request|http_edit|packet) budget=$half_seconds ;;
   esac
   mkdir -p "$work/$target"
   cp "$here/corpus/$target/"* "$work/$target/" 2>/dev/null || true
