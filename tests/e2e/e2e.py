@@ -2058,11 +2058,11 @@ def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
             start_egressd()
 
 
-def hold_connection(go):
-    """A long-lived relayed connection from sbx1, opened now; it sends again and prints both
-    echoes once the file `go` exists."""
+def hold_connection(go, sandbox="sbx1"):
+    """A long-lived relayed connection from `sandbox` to 198.18.0.11:9000, opened now; it sends
+    again and prints both echoes once the file `go` exists."""
     holder = subprocess.Popen(
-        f"ip netns exec {P}sbx1 python3 -c \"import os, socket, time\n"
+        f"ip netns exec {P}{sandbox} python3 -c \"import os, socket, time\n"
         "s = socket.create_connection(('198.18.0.11', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
         "print('open', flush=True)\n"
         f"while not os.path.exists('{go}'): time.sleep(0.05)\n"
@@ -2442,6 +2442,23 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
         assert what == "ConnectionRefusedError", what
         assert client("sbx1", "halfclose", "198.18.0.11", 9001)["data"].startswith("got "), "9001"
+        # A deleted sandbox: its live kernel flow is cut, its address is an unknown source now.
+        holder = hold_connection(go + "3", "sbx2")
+        assert api("DELETE", "/v1/sandboxes/two")[0] == 204
+        open(go + "3", "w").close()
+        out = holder.communicate(timeout=10)[0]
+        assert holder.returncode != 0 and "after!" not in out, out
+        (what, _, _), = probe("sbx2", [(4, None, "198.18.0.11", 9000)])
+        assert what == "ConnectionRefusedError", what
+        assert last_record(src="10.200.2.2", dst="198.18.0.11", kernel=True, verdict="deny")["reason"] == "unknown_source"
+        # What a hostile sandbox sends besides a SYN goes nowhere: a TCP segment no SYN opened
+        # (to a destination and port the policy allows), UDP, QUIC, ICMP echo and errors, SCTP,
+        # GRE, any protocol. Only the SYNs to the allowed 198.18.0.11:9000 are forwarded.
+        ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")  # 9000 again
+        start_sniffer()
+        arrived = send_packets("sbx1", "kernel", "10.200.1.2", "fd00:200:1::2", "udp", "quic", "udp53", "icmp",
+                               "icmperr", "sctp", "gre", "p253", "tcp", "tcpack")
+        assert arrived == {"v4-tcp from 10.200.1.2", "v6-tcp from fd00:200:1::2"}, arrived
         # A firewall reload empties the table: the proxy decides meanwhile, egressd refills it.
         firewall(FIREWALL_ARGS + " --fast-path")
         wait_for(lambda: "fp_by_source4" in ns("host", "nft list chain inet egressd fast_path").stdout,
@@ -2450,7 +2467,6 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         assert client("sbx1", "halfclose", "198.18.0.11", 9001)["data"].startswith("got ")
         assert origin_peer_of(9001, before) == "10.200.1.2"  # the kernel's again, not egressd's
         # A stopped egressd empties fast_path: nothing goes through any more.
-        ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")
         stop_egressd()
         assert "fp_by_source4" not in ns("host", "nft list chain inet egressd fast_path").stdout
         (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])

@@ -19,7 +19,8 @@
 
 KINDs: udp (port 9999), quic (UDP 443), udp53 (UDP 53 to a non-resolver), icmp (echo), icmperr
 (destination unreachable, port unreachable: an error whose payload can carry anything), sctp
-(protocol 132), gre (47), p253 (protocol 253), tcp (a SYN to port 9000), dns (UDP to the
+(protocol 132), gre (47), p253 (protocol 253), tcp (a SYN to port 9000), tcpack (a TCP segment
+with ACK|PSH and data to port 9000 that no SYN opened: the kernel fast path's test), dns (UDP to the
 resolver; IPv4 only, the test network has no IPv6 resolver).
 Every socket has a timeout and every loop is bounded.
 """
@@ -85,6 +86,16 @@ def send_one(kind, source, dst, tag):
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.bind((source, 0))
         s.sendto(payload, (dst, port))
+    elif kind == "tcpack":  # a mid-connection segment (ACK|PSH, data) that no SYN opened
+        s = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        s.bind((source, 0))
+        segment = struct.pack("!HHIIBBHHH", 40123, 9000, 1000, 2000, 5 << 4, 0x18, 65535, 0, 0) + payload
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, 7, 16)  # IPV6_CHECKSUM: the kernel fills it at 16
+        else:
+            pseudo = socket.inet_aton(source) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(segment))
+            segment = segment[:16] + struct.pack("!H", checksum(pseudo + segment)) + segment[18:]
+        s.sendto(segment, (dst, 0))
     elif kind == "tcp":
         s = socket.socket(family, socket.SOCK_STREAM)
         s.bind((source, 0))
