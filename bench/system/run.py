@@ -7,6 +7,10 @@ proxy in turn (started fresh), so drift on the machine spreads over all of them 
 
 Usage: run.py BUILD_DIR [--runs 5] [--bulk-mib 1024] [--idle 10000] [--out FILE]
               [--peers haproxy,nginx,squid] [--before OTHER_EGRESSD] [--only bulk,rate,...]
+              [--no-kernel]
+"egressd kernel" is egressd with fast_path: kernel behind firewall.sh up --fast-path: its
+fast-path connections are forwarded by the kernel (DESIGN.md "Kernel fast path"); its column
+is compared with the direct path.
 --before measures a second egressd binary (an older build) as one more column, for before/after
 figures from the same run; --only limits the workloads (the scale table needs `scale`).
 Needs root. Touches only the namespaces it creates (prefix egb) and removes them at exit.
@@ -26,10 +30,12 @@ parser.add_argument("--seconds", type=float, default=3.0)
 parser.add_argument("--out")
 parser.add_argument("--peers", default="haproxy,nginx,squid", help="comma-separated: haproxy, nginx, squid")
 parser.add_argument("--before", help="another egressd binary, measured as the column 'before'")
+parser.add_argument("--no-kernel", action="store_true", help="leave out the fast_path: kernel column")
 WORKLOADS = ("bulk", "rate", "denied", "idle", "scale")
 parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
 args = parser.parse_args()
-PROXIES = ["direct", "egressd"] + (["before"] if args.before else []) + [n for n in args.peers.split(",") if n]
+PROXIES = (["direct", "egressd"] + ([] if args.no_kernel else ["kernel"]) + (["before"] if args.before else [])
+           + [n for n in args.peers.split(",") if n])
 ONLY = set(args.only.split(","))
 if ONLY - set(WORKLOADS):
     parser.error(f"--only: unknown workload(s) {', '.join(sorted(ONLY - set(WORKLOADS)))}")
@@ -108,8 +114,9 @@ def proc_stat(pid):
     return rss, sum(cpu_times(pid))
 
 
-def firewall(up):
-    sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh {'up' if up else 'down'} --iface {P}h1 --iface {P}h2 --port 15001")
+def firewall(up, fast_path=False):
+    sh(f"ip netns exec {P}host bash {ROOT}/deploy/firewall.sh {'up' if up else 'down'} --iface {P}h1 --iface {P}h2 --port 15001"
+       + (" --fast-path" if fast_path else ""))
 
 
 EGRESSD_CONFIG = f"""
@@ -254,28 +261,46 @@ def scale_config(sandboxes):
     return "\n".join(lines) + "\n"
 
 
-def scale(sandboxes):
-    firewall(True)
-    open(f"{WORK}/scale.yaml", "w").write(scale_config(sandboxes))
+def scale(sandboxes, kernel=False):
+    """Start-up, RSS, the rate and one sandbox's policy update (egressctl set, API to answer:
+    with fast_path: kernel the kernel's sets are changed before it answers) at `sandboxes`."""
+    firewall(True, fast_path=kernel)
+    open(f"{WORK}/scale.yaml", "w").write(scale_config(sandboxes) + ("fast_path: kernel\n" if kernel else ""))
     started = time.time()
     p = start(f"exec ip netns exec {P}host {BUILD}/egressd --config {WORK}/scale.yaml")
     wait_ready(300)
+    if kernel:
+        while "fp_by_source4" not in sh(f"ip netns exec {P}host nft list chain inet egressd fast_path").stdout:
+            time.sleep(0.05)
     startup = time.time() - started
     rss = proc_stat(p.pid)[0]
     rates = [client("rate", ORIGIN, 4443, "short.example", 1, args.seconds)["per_second"] for _ in range(args.runs)]
+    update_ms = []
+    for i in range(10):
+        rule = f"198.19.{200 + i}.0/24:{5000 + i}"
+        t = time.time()
+        sh(f"{BUILD}/egressctl --socket {WORK}/control.sock set s5 --source 10.201.0.5 --allow '*.example' "
+           f"--allow 198.18.0.10:9000-9002 --allow {rule}")
+        update_ms.append((time.time() - t) * 1000)
     stop(p)
-    return {"startup_s": startup, "rss_mib": rss / 1024, "rate_c1": median(rates)}
+    return {"startup_s": startup, "rss_mib": rss / 1024, "rate_c1": median(rates), "update_ms": median(update_ms)}
 
 
 def run_proxy(name):
     if name == "direct":
         firewall(False)
         return None
-    firewall(True)
-    if name in ("egressd", "before"):
+    firewall(True, fast_path=name == "kernel")
+    if name in ("egressd", "before", "kernel"):
         binary = os.path.abspath(args.before) if name == "before" else f"{BUILD}/egressd"
-        open(f"{WORK}/egressd.yaml", "w").write(EGRESSD_CONFIG)
+        open(f"{WORK}/egressd.yaml", "w").write(EGRESSD_CONFIG + ("fast_path: kernel\n" if name == "kernel" else ""))
         p = start(f"exec ip netns exec {P}host {binary} --config {WORK}/egressd.yaml")
+        if name == "kernel":  # until egressd has filled the firewall's fast_path chain
+            deadline = time.time() + 10
+            while "fp_by_source4" not in sh(f"ip netns exec {P}host nft list chain inet egressd fast_path").stdout:
+                if time.time() > deadline:
+                    raise RuntimeError("egressd did not fill the kernel fast path")
+                time.sleep(0.05)
     elif name == "squid":
         p = start_squid()
     elif name == "nginx":
@@ -322,12 +347,13 @@ def measure(name, runs):
         result[label] = median(rates)
         if pid:
             result[label + "_cpu_s_per_gib"] = median(cpu)
-    for label, conc in (("rate_c1", 1), ("rate_c32", 32)) if "rate" in ONLY else ():
+    for label, conc, port in (("rate_c1", 1, 4443), ("rate_c32", 32, 4443), ("fast_c1", 1, 9001),
+                              ("fast_c32", 32, 9001)) if "rate" in ONLY else ():
         segments_before = tcp_segments(f"{P}sbx1")
         rounds, cpu_us, user_us = [], [], []
         for _ in range(runs):
             before = cpu_times(pid) if pid else (0, 0)
-            rounds.append(client("rate", ORIGIN, 4443, "short.example", conc, args.seconds))
+            rounds.append(client("rate", ORIGIN, port, "short.example", conc, args.seconds))
             if pid:  # the proxy's own CPU per connection: does not move with the load generator
                 after = cpu_times(pid)
                 count = max(rounds[-1]["connections"], 1)
@@ -337,7 +363,7 @@ def measure(name, runs):
         if pid:
             result[label + "_cpu_us"] = median(cpu_us)
             result[label + "_user_us"] = median(user_us)
-        if conc == 1:
+        if label == "rate_c1":
             result["p50_us"] = median([r["p50_us"] for r in rounds])
             result["p99_us"] = median([r["p99_us"] for r in rounds])
             # What the sandbox's TCP stack sends and receives per relayed connection (the
@@ -391,6 +417,9 @@ def main():
         ("bulk 1 GiB, fast path (GB/s)", "bulk_fast", True),
         ("new TLS connections/s, concurrency 1", "rate_c1", True),
         ("new TLS connections/s, concurrency 32", "rate_c32", True),
+        ("new fast-path connections/s, concurrency 1", "fast_c1", True),
+        ("new fast-path connections/s, concurrency 32", "fast_c32", True),
+        ("proxy CPU us per new fast-path connection, c=32", "fast_c32_cpu_us", False),
         ("proxy CPU us per new connection, c=1", "rate_c1_cpu_us", False),
         ("proxy CPU us per new connection, c=32", "rate_c32_cpu_us", False),
         ("  of it in user space, c=1", "rate_c1_user_us", False),
@@ -406,8 +435,10 @@ def main():
     ]
     def fmt(v):
         return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 100 else f"{v:.0f}")
-    names = {"before": "egressd before", "haproxy": "HAProxy", "nginx": "nginx", "squid": "Squid"}
-    head = ["measure", "direct", "egressd"] + [names[n] for n in peers] + ["egressd / direct"] + [f"egressd / {names[n]}" for n in peers]
+    names = {"before": "egressd before", "haproxy": "HAProxy", "nginx": "nginx", "squid": "Squid", "kernel": "egressd kernel"}
+    kernel = results.get("kernel")
+    head = (["measure", "direct", "egressd"] + [names[n] for n in peers] + ["egressd / direct"]
+            + (["egressd kernel / direct"] if kernel else []) + [f"egressd / {names[n]}" for n in peers if n != "kernel"])
     lines = [md_row(head), "|" + "---|" * len(head)]
     for title, key, vs_direct in rows:
         if all(results[n].get(key) is None for n in PROXIES):
@@ -415,12 +446,17 @@ def main():
         dv, ev = d.get(key), e.get(key)
         cells = [title, fmt(dv), fmt(ev)] + [fmt(results[n].get(key)) for n in peers]
         cells.append(f"{ev / dv:.2f}x" if vs_direct and dv else "-")
+        if kernel:
+            kv = kernel.get(key)
+            cells.append(f"{kv / dv:.2f}x" if vs_direct and dv and kv is not None else "-")
         for n in peers:
+            if n == "kernel":
+                continue
             pv = results[n].get(key)
             cells.append(f"{ev / pv:.2f}x" if ev is not None and pv else "-")
         lines.append(md_row(cells))
     def proxies_row(title, value):  # one cell per proxy (none for direct, none in the ratio columns)
-        return md_row([title, ""] + [value(results[n]) for n in ["egressd"] + peers] + [""] * (len(peers) + 1))
+        return md_row([title, ""] + [value(results[n]) for n in ["egressd"] + peers] + [""] * (len(head) - 3 - len(peers)))
     extra = []
     if "rate" in ONLY:
         extra.append(proxies_row("added p50 per connection (us)", lambda r: fmt(r["p50_us"] - d["p50_us"])))
@@ -432,7 +468,14 @@ def main():
         extra += ["", "| 100 rules per sandbox | 10 sandboxes | 10,000 sandboxes | ratio |", "|---|---|---|---|",
                   f"| startup until the first relayed connection (s) | {small['startup_s']:.2f} | {large['startup_s']:.2f} | |",
                   f"| egressd RSS after start (MiB) | {small['rss_mib']:.1f} | {large['rss_mib']:.1f} | |",
-                  f"| new TLS connections/s, c=1 | {small['rate_c1']:.0f} | {large['rate_c1']:.0f} | {large['rate_c1'] / small['rate_c1']:.2f}x |"]
+                  f"| new TLS connections/s, c=1 | {small['rate_c1']:.0f} | {large['rate_c1']:.0f} | {large['rate_c1'] / small['rate_c1']:.2f}x |",
+                  f"| one sandbox's policy update, egressctl set (ms) | {small['update_ms']:.1f} | {large['update_ms']:.1f} | |"]
+        if not args.no_kernel:
+            k_small, k_large = scale(10, kernel=True), scale(10000, kernel=True)
+            extra += [f"| fast_path: kernel: startup until the table is filled (s) | {k_small['startup_s']:.2f} | {k_large['startup_s']:.2f} | |",
+                      f"| fast_path: kernel: egressd RSS after start (MiB) | {k_small['rss_mib']:.1f} | {k_large['rss_mib']:.1f} | |",
+                      f"| fast_path: kernel: new TLS connections/s, c=1 | {k_small['rate_c1']:.0f} | {k_large['rate_c1']:.0f} | {k_large['rate_c1'] / k_small['rate_c1']:.2f}x |",
+                      f"| fast_path: kernel: one sandbox's policy update, kernel included (ms) | {k_small['update_ms']:.1f} | {k_large['update_ms']:.1f} | |"]
     table = "\n".join(lines + extra)
     print(table)
     if args.out:

@@ -1237,7 +1237,8 @@ def dns_filter_budget_cuts_a_tunnel_through_an_allowed_wildcard():
         assert -1 not in rcodes.values(), rcodes
         assert len(passed) <= 30 and len(refused) >= 30, (len(passed), len(refused))
         assert not [n for n in refused if dnsmasq_saw(n)], "a name over budget reached the upstream"
-        assert records_of_this_test(proto="dns", reason="budget_exceeded")
+        wait_for(lambda: records_of_this_test(proto="dns", reason="budget_exceeded"),
+                 "the refusals over budget in the access log (flushed every 200 ms)")
         # Another domain still has its budget.
         assert addresses(dig("sbx2", "@198.18.0.53 evil.example A")[1]) == ["198.18.0.10"]
 
@@ -2378,6 +2379,7 @@ def kernel_fast_path():
         write_config()
         firewall(FIREWALL_ARGS)
         start_egressd()
+        ctl("set", "one", *ONE, "--allow", "*.github.com", "--deny", "gist.github.com")  # as the API left it
 
 
 @test
@@ -2450,7 +2452,7 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         assert holder.returncode != 0 and "after!" not in out, out
         (what, _, _), = probe("sbx2", [(4, None, "198.18.0.11", 9000)])
         assert what == "ConnectionRefusedError", what
-        assert last_record(src="10.200.2.2", dst="198.18.0.11", kernel=True, verdict="deny")["reason"] == "unknown_source"
+        last_record(src="10.200.2.2", dst="198.18.0.11", kernel=True, reason="unknown_source")
         # What a hostile sandbox sends besides a SYN goes nowhere: a TCP segment no SYN opened
         # (to a destination and port the policy allows), UDP, QUIC, ICMP echo and errors, SCTP,
         # GRE, any protocol. Only the SYNs to the allowed 198.18.0.11:9000 are forwarded.
