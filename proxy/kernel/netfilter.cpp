@@ -164,38 +164,67 @@ std::variant<size_t, std::string> conntrack_revoke(
   return deleted;
 }
 
-std::string ConntrackEvents::start(uint32_t mark, std::function<void(const KernelFlow&)> finished) {
-  done_ = false;
-  handle_ = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY);
-  if (!handle_) return std::string("conntrack events: ") + std::strerror(errno);
-  mark_ = mark;
-  finished_ = std::move(finished);
-  // Only TCP connections with the mark reach this socket (a BPF filter in the kernel).
+namespace {
+
+// A socket for conntrack's `groups` events of TCP connections with `mark`, filtered in the
+// kernel (a BPF program), and with `closing`, only those in TIME_WAIT or CLOSE. Non-blocking.
+nfct_handle* event_socket(unsigned groups, uint32_t mark, bool closing, std::string& problem) {
+  nfct_handle* handle = nfct_open(CONNTRACK, groups);
+  if (!handle) {
+    problem = std::string("conntrack events: ") + std::strerror(errno);
+    return nullptr;
+  }
   nfct_filter* filter = nfct_filter_create();
   nfct_filter_add_attr_u32(filter, NFCT_FILTER_L4PROTO, IPPROTO_TCP);
   nfct_filter_dump_mark by_mark{mark, mark};
   nfct_filter_add_attr(filter, NFCT_FILTER_MARK, &by_mark);
-  int attached = nfct_filter_attach(nfct_fd(handle_), filter);
+  if (closing) {
+    for (uint16_t state : {uint16_t(TCP_CONNTRACK_TIME_WAIT), uint16_t(TCP_CONNTRACK_CLOSE)}) {
+      nfct_filter_proto closed{IPPROTO_TCP, state};
+      nfct_filter_add_attr(filter, NFCT_FILTER_L4PROTO_STATE, &closed);
+    }
+  }
+  int attached = nfct_filter_attach(nfct_fd(handle), filter);
   nfct_filter_destroy(filter);
   if (attached < 0) {
-    std::string problem = std::string("conntrack event filter: ") + std::strerror(errno);
-    nfct_close(std::exchange(handle_, nullptr));
-    return problem;
+    problem = std::string("conntrack event filter: ") + std::strerror(errno);
+    nfct_close(handle);
+    return nullptr;
   }
-  int fd = nfct_fd(handle_);
+  int fd = nfct_fd(handle);
   int buffer = 8 << 20;  // bursts of short connections ending together
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) != 0)
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  thread_ = std::thread([this, fd] {
+  return handle;
+}
+
+}  // namespace
+
+// Two sockets: updates, of which only the closing ones wake this thread (the kernel filters
+// the five or so others of each connection), and every destroy.
+std::string ConntrackEvents::start(uint32_t mark, std::function<void(const KernelFlow&)> finished) {
+  done_ = false;
+  mark_ = mark;
+  finished_ = std::move(finished);
+  std::string problem;
+  handle_ = event_socket(NF_NETLINK_CONNTRACK_DESTROY, mark, false, problem);
+  if (handle_) closing_ = event_socket(NF_NETLINK_CONNTRACK_UPDATE, mark, true, problem);
+  if (!closing_) {
+    if (handle_) nfct_close(std::exchange(handle_, nullptr));
+    return problem;
+  }
+  thread_ = std::thread([this] {
     Handle query(0);
     EventState state{this, mark_, query.h};
     nfct_callback_register(handle_, NFCT_T_ALL, on_event, &state);
+    nfct_callback_register(closing_, NFCT_T_ALL, on_event, &state);
+    pollfd p[2] = {{nfct_fd(closing_), POLLIN, 0}, {nfct_fd(handle_), POLLIN, 0}};
     while (!done_.load()) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 200) != 1) continue;
-      // Reads until the socket is empty (EAGAIN); ENOBUFS: the kernel dropped events.
-      if (nfct_catch(handle_) < 0 && errno == ENOBUFS) lost_.fetch_add(1);
+      if (::poll(p, 2, 200) <= 0) continue;
+      // Each read until its socket is empty (EAGAIN); ENOBUFS: the kernel dropped events.
+      if (p[0].revents && nfct_catch(closing_) < 0 && errno == ENOBUFS) lost_.fetch_add(1);
+      if (p[1].revents && nfct_catch(handle_) < 0 && errno == ENOBUFS) lost_.fetch_add(1);
     }
   });
   return {};
@@ -205,6 +234,7 @@ void ConntrackEvents::stop() {
   done_ = true;
   if (thread_.joinable()) thread_.join();
   if (handle_) nfct_close(std::exchange(handle_, nullptr));
+  if (closing_) nfct_close(std::exchange(closing_, nullptr));
 }
 
 namespace {

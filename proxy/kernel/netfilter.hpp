@@ -65,7 +65,8 @@ class ConntrackEvents {
   void deliver(const KernelFlow& flow) { finished_(flow); }  // the event thread's
 
  private:
-  nfct_handle* handle_ = nullptr;
+  nfct_handle* handle_ = nullptr;   // destroy events
+  nfct_handle* closing_ = nullptr;  // update events to TIME_WAIT or CLOSE
   uint32_t mark_ = 0;
   std::function<void(const KernelFlow&)> finished_;
   std::atomic<bool> done_{false};
