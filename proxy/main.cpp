@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "control/check.hpp"
 #include "core/log.hpp"
+#include "kernel/netfilter.hpp"
 
 namespace {
 
@@ -71,6 +72,8 @@ int main(int argc, char** argv) {
                 << egressd::build_info::kCompiler << ", " << egressd::build_info::kBuildType
                 << ")\n";
       return 0;
+    } else if (arg == "--nft-run") {  // fast_path: kernel's helper (kernel/netfilter.hpp)
+      return egressd::nft_run_stdio();
     } else if (arg == "--takeover") {
       takeover = egressd::Takeover::required;
     } else if (arg == "--takeover-if-running") {

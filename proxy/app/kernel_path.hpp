@@ -43,7 +43,7 @@ class KernelPath {
   Shared& shared_;
   std::string table_;
   mutable std::mutex mutex_;
-  Nft nft_;
+  Nft nft_{"/proc/self/exe"};         // transactions in a child egressd --nft-run
   uint32_t mark_ = 0;                 // from the table's fp_mark set
   std::optional<KernelSets> loaded_;  // what the kernel holds now
   std::string last_problem_;          // said once, not every tick

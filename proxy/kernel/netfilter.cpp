@@ -8,30 +8,106 @@
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <iostream>
+#include <iterator>
 #include <utility>
 #include <vector>
 
 namespace egressd {
 
-Nft::Nft() : ctx_(nft_ctx_new(NFT_CTX_DEFAULT)) {
+Nft::Nft(std::string helper) : helper_(std::move(helper)) {
+  if (!helper_.empty()) return;  // the child has the context
+  ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
   nft_ctx_buffer_output(ctx_);
   nft_ctx_buffer_error(ctx_);
 }
 
 Nft::~Nft() {
-  nft_ctx_free(ctx_);
+  if (ctx_) nft_ctx_free(ctx_);
 }
 
 std::string Nft::run(const std::string& commands, std::string* output) {
+  if (!helper_.empty()) return run_in_helper(commands, output);
   int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
   if (output) *output = nft_ctx_get_output_buffer(ctx_);
   if (rc == 0) return {};
   std::string error = nft_ctx_get_error_buffer(ctx_);
   return error.empty() ? "nft refused the transaction" : error;
+}
+
+// The child gets the commands on a pipe and answers on two; all three are served with poll,
+// so a large answer (a listed table) never blocks the commands still being written.
+std::string Nft::run_in_helper(const std::string& commands, std::string* output) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return std::string("nft helper: ") + std::strerror(errno);
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(in[0]), ::close(in[1]);
+    return std::string("nft helper: ") + std::strerror(errno);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  char* argv[] = {helper_.data(), const_cast<char*>("--nft-run"), nullptr};
+  pid_t child = -1;
+  int spawned = posix_spawn(&child, helper_.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]), ::close(out[1]), ::close(err[1]);
+  if (spawned != 0) {
+    ::close(in[1]), ::close(out[0]), ::close(err[0]);
+    return "nft helper " + helper_ + ": " + std::strerror(spawned);
+  }
+  std::string answer, errors;
+  size_t written = 0;
+  int to_child = in[1];
+  if (commands.empty()) ::close(std::exchange(to_child, -1));
+  for (bool open_out = true, open_err = true; open_out || open_err;) {
+    pollfd p[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {to_child, POLLOUT, 0}};
+    if (::poll(p, to_child >= 0 ? 3 : 2, -1) < 0 && errno != EINTR) break;
+    char buffer[65536];
+    for (int i = 0; i < 2; ++i) {
+      if (!p[i].revents || !(i ? open_err : open_out)) continue;
+      ssize_t n = ::read(p[i].fd, buffer, sizeof(buffer));
+      if (n > 0)
+        (i ? errors : answer).append(buffer, size_t(n));
+      else if (n == 0 || errno != EINTR)
+        (i ? open_err : open_out) = false;
+    }
+    if (to_child >= 0 && p[2].revents) {
+      ssize_t n = ::write(to_child, commands.data() + written, commands.size() - written);
+      if (n > 0) written += size_t(n);
+      if (n < 0 && errno != EINTR && errno != EAGAIN) written = commands.size();
+      if (written == commands.size()) ::close(std::exchange(to_child, -1));
+    }
+  }
+  if (to_child >= 0) ::close(to_child);
+  ::close(out[0]), ::close(err[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (output) *output = std::move(answer);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  return errors.empty() ? "nft helper failed" : errors;
+}
+
+int nft_run_stdio() {
+  std::string commands((std::istreambuf_iterator<char>(std::cin)),
+                       std::istreambuf_iterator<char>());
+  Nft nft;
+  std::string output;
+  std::string problem = nft.run(commands, &output);
+  std::fwrite(output.data(), 1, output.size(), stdout);
+  std::fwrite(problem.data(), 1, problem.size(), stderr);
+  return problem.empty() ? 0 : 1;
 }
 
 namespace {

@@ -22,7 +22,10 @@ namespace egressd {
 
 class Nft {
  public:
-  Nft();
+  // With `helper` (a program that runs nft_run_stdio(): egressd --nft-run), every transaction
+  // runs in a short-lived child process: libnftables' parse of a whole fill (hundreds of MiB
+  // at 10,000 sandboxes) and its ruleset cache never stay in this process's memory.
+  explicit Nft(std::string helper = {});
   ~Nft();
   Nft(const Nft&) = delete;
   Nft& operator=(const Nft&) = delete;
@@ -31,8 +34,14 @@ class Nft {
   std::string run(const std::string& commands, std::string* output = nullptr);
 
  private:
-  nft_ctx* ctx_;
+  std::string run_in_helper(const std::string& commands, std::string* output);
+  std::string helper_;
+  nft_ctx* ctx_ = nullptr;
 };
+
+// The helper's side: commands on stdin, nft's output on stdout, its errors on stderr; exit 0
+// when the transaction was applied.
+int nft_run_stdio();
 
 // One TCP connection the kernel forwarded, as conntrack knows it (original direction: the
 // sandbox's). Bytes need net.netfilter.nf_conntrack_acct=1, times nf_conntrack_timestamp=1.
