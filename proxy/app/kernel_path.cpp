@@ -109,98 +109,76 @@ void KernelPath::sync() {
   }
   bool had = loaded_.has_value();
   loaded_ = std::move(next);
-  if (had && settings->on_update == OnUpdate::revoke) revoke(*loaded_);
+  if (had && settings->on_update == OnUpdate::revoke) revoke();
 }
 
-// Every kernel-forwarded flow is decided again as the proxy would decide it now; the denied
-// ones lose their conntrack entry.
-void KernelPath::revoke(const KernelSets& next) {
+// The access-log record of a connection the kernel decided, decided again as the proxy would
+// decide it now: verdict, reason and rule (the policy may have changed since its SYN).
+AccessRecord KernelPath::decided_again(const IpAddress& source, const IpAddress& destination,
+                                       uint16_t port) {
   auto settings = shared_.settings.load();
   auto snapshot = shared_.store.snapshot();
+  const Sandbox* sandbox = snapshot->find_by_source(source);
+  DecisionInput input;
+  input.destination = destination;
+  input.port = port;
+  Decision decision = decide(settings->guard, sandbox ? sandbox->policy.get() : nullptr,
+                             settings->unknown_source, input);
+  AccessRecord record;
+  record.sandbox = sandbox ? sandbox->id : std::string();
+  record.src = source.to_string();
+  record.dst = destination.to_string();
+  record.port = port;
+  record.verdict = decision.verdict;
+  record.reason = decision.reason;
+  record.rule = std::string(decision.rule);
+  record.kernel = true;
+  return record;
+}
+
+void KernelPath::write(AccessRecord& record, const IpAddress& destination) {
+  record.id = shared_.next_serial.fetch_add(1);
+  shared_.outcomes.finished(record, destination);
+}
+
+// Every kernel-forwarded flow that is still open is decided again; the denied ones lose their
+// conntrack entry, and get their line.
+void KernelPath::revoke() {
   auto result = conntrack_revoke(mark_, [&](const KernelFlow& flow) {
-    const Sandbox* sandbox = snapshot->find_by_source(flow.source);
-    DecisionInput input;
-    input.destination = flow.destination;
-    input.port = flow.port;
-    Decision decision = decide(settings->guard, sandbox ? sandbox->policy.get() : nullptr,
-                               settings->unknown_source, input);
-    if (decision.verdict == Verdict::allow) return false;
-    AccessRecord record;
-    record.id = shared_.next_serial.fetch_add(1);
+    AccessRecord record = decided_again(flow.source, flow.destination, flow.port);
+    if (record.verdict == Verdict::allow) return false;
     record.start = flow.start;
-    record.sandbox = sandbox ? sandbox->id : std::string();
-    record.src = flow.source.to_string();
-    record.dst = flow.destination.to_string();
-    record.port = flow.port;
-    record.verdict = Verdict::deny;
     record.reason = Reason::revoked;
-    record.rule = std::string(decision.rule);
     record.bytes_up = flow.bytes_up;
     record.bytes_down = flow.bytes_down;
-    record.kernel = true;
-    shared_.outcomes.finished(record, flow.destination);
+    write(record, flow.destination);
     return true;
   });
   if (auto* problem = std::get_if<std::string>(&result))
     log_line("fast_path kernel: revoking denied flows: " + *problem);
 }
 
-// One finished kernel-forwarded flow: its line and counts, decided again for reason and rule
-// (the policy may have changed since its SYN; a revoked flow was logged when it was revoked).
+// One finished kernel-forwarded flow: its line and counts (a revoked one had its line when it
+// was revoked).
 void KernelPath::account(const KernelFlow& flow) {
-  auto settings = shared_.settings.load();
-  auto snapshot = shared_.store.snapshot();
-  const Sandbox* sandbox = snapshot->find_by_source(flow.source);
-  DecisionInput input;
-  input.destination = flow.destination;
-  input.port = flow.port;
-  Decision decision = decide(settings->guard, sandbox ? sandbox->policy.get() : nullptr,
-                             settings->unknown_source, input);
-  if (decision.verdict != Verdict::allow) return;
-  AccessRecord record;
-  record.id = shared_.next_serial.fetch_add(1);
+  AccessRecord record = decided_again(flow.source, flow.destination, flow.port);
+  if (record.verdict != Verdict::allow) return;
   record.start = flow.start;
-  record.sandbox = sandbox ? sandbox->id : std::string();
-  record.src = flow.source.to_string();
-  record.dst = flow.destination.to_string();
-  record.port = flow.port;
-  record.verdict = Verdict::allow;
-  record.reason = decision.reason;
-  record.rule = std::string(decision.rule);
   record.bytes_up = flow.bytes_up;
   record.bytes_down = flow.bytes_down;
   if (flow.start.time_since_epoch().count() && flow.stop >= flow.start)
     record.duration_ms = std::chrono::duration<double, std::milli>(flow.stop - flow.start).count();
-  record.kernel = true;
   shared_.metrics.bytes_up(static_cast<double>(flow.bytes_up));
   shared_.metrics.bytes_down(static_cast<double>(flow.bytes_down));
-  shared_.outcomes.finished(record, flow.destination);
+  write(record, flow.destination);
 }
 
-// One SYN the kernel refused: its line, counts and denial, as the proxy would have written
-// them (decided again for reason and rule).
+// One SYN the kernel refused: its line, counts and denial, as the proxy would have written them.
 void KernelPath::refused(const KernelRefusal& refusal) {
-  auto settings = shared_.settings.load();
-  auto snapshot = shared_.store.snapshot();
-  const Sandbox* sandbox = snapshot->find_by_source(refusal.source);
-  DecisionInput input;
-  input.destination = refusal.destination;
-  input.port = refusal.port;
-  Decision decision = decide(settings->guard, sandbox ? sandbox->policy.get() : nullptr,
-                             settings->unknown_source, input);
-  if (decision.verdict == Verdict::allow) return;  // a change since: the kernel has it now
-  AccessRecord record;
-  record.id = shared_.next_serial.fetch_add(1);
+  AccessRecord record = decided_again(refusal.source, refusal.destination, refusal.port);
+  if (record.verdict == Verdict::allow) return;  // a change since: the kernel has it now
   record.start = std::chrono::system_clock::now();
-  record.sandbox = sandbox ? sandbox->id : std::string();
-  record.src = refusal.source.to_string();
-  record.dst = refusal.destination.to_string();
-  record.port = refusal.port;
-  record.verdict = Verdict::deny;
-  record.reason = decision.reason;
-  record.rule = std::string(decision.rule);
-  record.kernel = true;
-  shared_.outcomes.finished(record, refusal.destination);
+  write(record, refusal.destination);
 }
 
 void KernelPath::check() {

@@ -36,9 +36,11 @@ class KernelPath {
 
  private:
   bool find_table(std::string& problem);
+  AccessRecord decided_again(const IpAddress& source, const IpAddress& destination, uint16_t port);
+  void write(AccessRecord& record, const IpAddress& destination);
   void account(const KernelFlow& flow);
   void refused(const KernelRefusal& refusal);
-  void revoke(const KernelSets& next);
+  void revoke();
 
   Shared& shared_;
   std::string table_;
