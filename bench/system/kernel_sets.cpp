@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
       "\"compile_ms\": %.1f, \"text_ms\": %.1f, \"text_bytes\": %zu, \"first_load_ms\": %.1f, "
       "\"replace_ms\": %.1f, \"one_sandbox_ms\": %.2f, \"max_rss_kib\": %ld, "
       "\"checked\": %zu, \"allowed_points\": %zu, \"mismatches\": %zu}\n",
-      snapshot->size(), sets.sandboxes.size(), sets.sandboxes_left_to_proxy, sets.allow_elements(),
+      snapshot->size(), sets.sandboxes.size(), sets.proxied.size(), sets.allow_elements(),
       sets.guard4.size(), sets.sources4.size(), store_ms, compile_ms, text_ms, transaction.size(),
       load_ms[0], load_ms[1], one_sandbox_ms, usage.ru_maxrss, checked, allowed_points, mismatches);
   return mismatches == 0 ? 0 : 1;

@@ -23,15 +23,11 @@ bool sysctl_on(const char* path) {
 
 }  // namespace
 
-bool KernelPath::loaded() const {
-  std::lock_guard lock(mutex_);
-  return loaded_.has_value();
-}
-
-// The table firewall.sh --fast-path made, and its mark.
+// The table firewall.sh --fast-path made, its mark and its NFLOG group (one helper run).
 bool KernelPath::find_table(std::string& problem) {
   std::string listing;
-  problem = nft_.run("list set inet " + table_ + " fp_mark\n", &listing);
+  problem = nft_.run(
+      "list set inet " + table_ + " fp_mark\nlist chain inet " + table_ + " fp_refuse\n", &listing);
   if (!problem.empty()) {
     problem = "table inet " + table_ +
               " has no fast path (run deploy/firewall.sh up --fast-path): " + problem;
@@ -45,10 +41,8 @@ bool KernelPath::find_table(std::string& problem) {
     problem = "table inet " + table_ + ": set fp_mark holds no mark";
     return false;
   }
-  std::string refuse;
-  nft_.run("list chain inet " + table_ + " fp_refuse\n", &refuse);
-  auto group_at = refuse.find("log group ");
-  int group = group_at == std::string::npos ? -1 : std::atoi(refuse.c_str() + group_at + 10);
+  auto group_at = listing.find("log group ");
+  int group = group_at == std::string::npos ? -1 : std::atoi(listing.c_str() + group_at + 10);
   if (group != log_group_) {
     refusals_.stop();
     log_group_ = group;

@@ -32,7 +32,6 @@ class KernelPath {
   // A stopping egressd empties fast_path (new connections go to TPROXY, where nobody
   // listens: closed); one handing over to a new process leaves it to that one.
   void stop(bool handed_over);
-  bool loaded() const;
 
  private:
   bool find_table(std::string& problem);
@@ -44,7 +43,7 @@ class KernelPath {
 
   Shared& shared_;
   std::string table_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   Nft nft_{"/proc/self/exe"};         // transactions in a child egressd --nft-run
   uint32_t mark_ = 0;                 // from the table's fp_mark set
   std::optional<KernelSets> loaded_;  // what the kernel holds now

@@ -231,7 +231,6 @@ KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
       ++i;
     }
   }
-  sets.sandboxes_left_to_proxy = sets.proxied.size();
   // Sources never overlap (the store refuses it): sorted, adjacent ones merged.
   std::sort(sources.begin(), sources.end(), [](const IpPrefix& a, const IpPrefix& b) {
     return std::pair(a.address.family, a.address.bits) <
@@ -445,15 +444,14 @@ std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::st
     if (now == new_sources.end() || now->second != entry)
       out.line("delete element", std::string(map_of(element)) + " { " + element + " }");
   }
-  // 2. Chains that go: emptied (their sets unreferenced), then deleted with their sets.
+  // 2. Chains that go: all emptied first (their sets unreferenced), then deleted with their sets.
+  std::vector<const SandboxSets*> gone;
   for (const auto& [id, sandbox] : old_chains) {
     auto now = new_chains.find(id);
-    bool gone = now == new_chains.end() || now->second->chain != sandbox->chain;
-    if (gone) out.line("flush chain", sandbox->chain);
+    if (now == new_chains.end() || now->second->chain != sandbox->chain) gone.push_back(sandbox);
   }
-  for (const auto& [id, sandbox] : old_chains) {
-    auto now = new_chains.find(id);
-    if (now != new_chains.end() && now->second->chain == sandbox->chain) continue;
+  for (const SandboxSets* sandbox : gone) out.line("flush chain", sandbox->chain);
+  for (const SandboxSets* sandbox : gone) {
     out.line("delete chain", sandbox->chain);
     for (bool v4 : {true, false})
       if (std::string set = allow_set(*sandbox, v4); !set.empty()) out.line("delete set", set);

@@ -66,10 +66,9 @@ struct KernelSets {
   std::vector<AddressRange> guard4, guard6;      // step 1
   std::vector<AddressRange> sources4, sources6;  // step 2: every sandbox's sources
   std::vector<SandboxSets> sandboxes;            // step 3, sorted by chain
-  std::vector<ProxiedSandbox> proxied;           // step 4
+  std::vector<ProxiedSandbox> proxied;           // step 4: audit mode, a gateway
   std::vector<uint16_t> inspected;
   bool refuse_unknown_sources = true;
-  size_t sandboxes_left_to_proxy = 0;  // audit mode or a gateway
   size_t allow_elements() const;
 };
 

@@ -56,7 +56,7 @@ TEST_CASE("Kernel sets: every point the kernel decides, it decides as the proxy 
   for (Verdict unknown : {Verdict::deny, Verdict::allow}) {
     KernelSets sets = compile_kernel_sets(*snapshot, guard, unknown, kInspected);
     CHECK(sets.sandboxes.size() == 4);
-    CHECK(sets.sandboxes_left_to_proxy == 0);
+    CHECK(sets.proxied.empty());
     std::mt19937 random(7);
     const std::vector<const char*> sources = {"10.200.1.2",     "10.200.2.77",  "10.200.3.5",
                                               "10.200.4.9",     "10.200.9.9",   "fd00:200:1::2",
@@ -148,7 +148,7 @@ TEST_CASE("Kernel sets: audit and gateway sandboxes stay with the proxy") {
   auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
                                   Verdict::deny, kInspected);
   CHECK(sets.sandboxes.size() == 1);
-  CHECK(sets.sandboxes_left_to_proxy == 2);
+  CHECK(sets.proxied.size() == 2);
   CHECK_FALSE(kernel_verdict(sets, ip("10.200.1.2"), ip("198.18.0.99"), 9000));  // proxy
   CHECK_FALSE(kernel_verdict(sets, ip("10.200.1.3"), ip("198.18.0.10"), 9000));  // proxy
   CHECK(kernel_verdict(sets, ip("10.200.1.4"), ip("198.18.0.10"), 9000) == Verdict::deny);
