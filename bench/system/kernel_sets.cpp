@@ -6,8 +6,11 @@
 // (bench/system/kernel_sets.py, tests/e2e): it creates table inet TABLE.
 //
 // usage: kernel_sets (--config FILE | --generate N) --table NAME [--check N] [--keep]
-//                    [--iface IF]... [--print]
-// --iface: with the table's base chain (refusals at SYN); --print: the transaction, not loaded
+//                    [--iface IF]... [--print] [--compare ROUNDS]
+// --iface: with the table's base chain (refusals at SYN); --print: the transaction, not loaded;
+// --compare: ROUNDS random policy changes applied to the table through nft text and to a twin
+// (NAME_nl) through netlink batches (kernel/nft_netlink.hpp); after each, both listings must
+// be the same (differences are counted and the first shown).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -22,6 +25,7 @@
 #include "config/config.hpp"
 #include "kernel/fast_path_sets.hpp"
 #include "kernel/netfilter.hpp"
+#include "kernel/nft_netlink.hpp"
 
 using namespace egressd;
 
@@ -57,11 +61,102 @@ double millis_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+IpAddress v4(uint32_t bits) {
+  return {Family::v4, bits};
+}
+IpAddress v6(uint128 bits) {
+  return {Family::v6, bits};
+}
+
+// One to three random changes of the kind policy updates make: allow lists that grow (past the
+// set threshold too) or shrink, sandboxes that arrive, leave, move to the proxy, change their
+// sources; sources at the end of the address space once.
+KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
+  KernelSets next = sets;
+  auto pick = [&](size_t size) { return static_cast<size_t>(random() % size); };
+  // Never overlapping (a set refuses overlaps; compile_kernel_sets makes them disjoint).
+  static uint32_t serial = 0;
+  auto allowed4 = [&]() {
+    uint32_t low = 0x0A640000u + 4 * (serial++ % 16000);  // 10.100.x.y: no generated rule
+    uint16_t port = static_cast<uint16_t>(1 + random() % 60000);
+    return Allowed{{v4(low), v4(low + random() % 3)},
+                   {port, static_cast<uint16_t>(port + random() % 2 * 100)}};
+  };
+  auto allowed6 = [&]() {
+    uint128 low = (uint128(0xfd000198) << 96) + 2 * serial++;  // fd00:198::/32
+    uint16_t port = static_cast<uint16_t>(1 + random() % 60000);
+    return Allowed{{v6(low), v6(low + random() % 2)}, {port, port}};
+  };
+  for (size_t changes = 1 + pick(3); changes > 0; --changes) {
+    size_t kind = pick(8);
+    if (round % 40 == 7 && changes == 1) kind = 7;
+    if (next.sandboxes.empty()) kind = 3;
+    SandboxSets& some = next.sandboxes.empty() ? next.sandboxes.emplace_back()
+                                               : next.sandboxes[pick(next.sandboxes.size())];
+    uint32_t unique = static_cast<uint32_t>(round * 4 + changes);
+    switch (kind) {
+      case 0:  // v4 allow list: one more (often: past 16, then a set) or one fewer
+        if (!some.allow4.empty() && random() % 3 == 0)
+          some.allow4.pop_back();
+        else
+          for (size_t n = random() % 2 ? 1 : 14; n > 0; --n) some.allow4.push_back(allowed4());
+        break;
+      case 1:
+        if (!some.allow6.empty() && random() % 2)
+          some.allow6.pop_back();
+        else
+          some.allow6.push_back(allowed6());
+        break;
+      case 2:
+        next.sandboxes.erase(next.sandboxes.begin() +
+                             static_cast<std::ptrdiff_t>(&some - next.sandboxes.data()));
+        break;
+      case 3: {
+        SandboxSets fresh;
+        fresh.id = "new" + std::to_string(unique);
+        fresh.chain = "fp_sb_new" + std::to_string(unique);
+        fresh.sources = {{v4(0x0ADC0000u + unique), v4(0x0ADC0000u + unique)}};  // 10.220.x.y
+        if (random() % 2) {
+          uint128 base = (uint128(0xfd000220) << 96) + (uint128(unique) << 8);
+          fresh.sources.push_back({v6(base), v6(base + 255)});
+        }
+        fresh.allow4 = {allowed4()};
+        if (random() % 2) fresh.allow6 = {allowed6()};
+        next.sandboxes.push_back(std::move(fresh));
+        break;
+      }
+      case 4:  // audit mode or a gateway: the proxy decides it
+        next.proxied.push_back({some.id, some.sources});
+        next.sandboxes.erase(next.sandboxes.begin() +
+                             static_cast<std::ptrdiff_t>(&some - next.sandboxes.data()));
+        break;
+      case 5:
+        if (!next.proxied.empty())
+          next.proxied.erase(next.proxied.begin() + pick(next.proxied.size()));
+        break;
+      case 6:  // new sources (10.221.x.y/28)
+        some.sources = {{v4(0x0ADD0000u + unique * 16), v4(0x0ADD0000u + unique * 16 + 15)}};
+        break;
+      default:  // the last addresses of both families (every 40th round)
+      {
+        some.sources = {{v4(0xFFFFFFF0u), v4(0xFFFFFFFFu)},
+                        {v6(~uint128(0) - 15), v6(~uint128(0))}};
+        for (auto& other : next.sandboxes)  // no one else holds them
+          if (&other != &some)
+            std::erase_if(other.sources, [](const AddressRange& r) {
+              return r.high == v4(0xFFFFFFFFu) || r.high == v6(~uint128(0));
+            });
+      } break;
+    }
+  }
+  return next;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path, table;
-  size_t generate = 0, checks = 0;
+  size_t generate = 0, checks = 0, compare_rounds = 0;
   bool keep = false, print = false;     // --print: the transaction on stdout, nothing loaded
   std::vector<std::string> interfaces;  // --iface: with the base chain (refusals at SYN)
   for (int i = 1; i < argc; ++i) {
@@ -81,9 +176,11 @@ int main(int argc, char** argv) {
       print = true;
     else if (arg == "--iface" && value)
       interfaces.push_back(value), ++i;
+    else if (arg == "--compare" && value)
+      compare_rounds = std::stoul(value), ++i;
     else {
       std::cerr << "usage: kernel_sets (--config FILE | --generate N) --table NAME [--check N] "
-                   "[--keep] [--iface IF]... [--print]\n";
+                   "[--keep] [--iface IF]... [--print] [--compare ROUNDS]\n";
       return 2;
     }
   }
@@ -154,22 +251,66 @@ int main(int argc, char** argv) {
     ms = millis_since(started);
   }
 
-  // One sandbox's change: its chain (and set) written again, what a PUT sends.
-  double one_sandbox_ms = 0;
+  // One sandbox's change: its chain (and set) written again, what a PUT sends, through nft
+  // text and as egressd sends it (a netlink batch), each there and back.
+  double one_sandbox_ms = 0, one_sandbox_netlink_ms = 0;
   if (!sets.sandboxes.empty() && !sets.sandboxes.front().allow4.empty()) {
     KernelSets changed = sets;
     changed.sandboxes.front().allow4.pop_back();
-    std::string change = nft_change(sets, changed, table);
-    started = std::chrono::steady_clock::now();
-    if (!(out = nft.run(change)).empty()) {
-      std::cerr << "kernel_sets: a one-sandbox change was refused: " << out;
+    for (bool netlink : {false, true}) {
+      started = std::chrono::steady_clock::now();
+      if (!(out = netlink ? nft_apply(plan_change(sets, changed), table)
+                          : nft.run(nft_change(sets, changed, table)))
+               .empty()) {
+        std::cerr << "kernel_sets: a one-sandbox change was refused: " << out << "\n";
+        return 1;
+      }
+      (netlink ? one_sandbox_netlink_ms : one_sandbox_ms) = millis_since(started);
+      if (!(out = nft.run(nft_change(changed, sets, table))).empty()) {  // and back
+        std::cerr << "kernel_sets: undoing the one-sandbox change was refused: " << out;
+        return 1;
+      }
+    }
+  }
+  // Random changes through both paths, listings compared (each path's own table).
+  size_t compared = 0, differences = 0, netlink_changes = 0;
+  if (compare_rounds) {
+    std::string twin = table + "_nl";
+    if (!(out = nft.run(nft_skeleton(twin, {}))).empty() ||
+        !(out = nft.run(nft_fill(sets, twin, {}))).empty()) {
+      std::cerr << "kernel_sets: the twin table was refused: " << out.substr(0, 2000);
       return 1;
     }
-    one_sandbox_ms = millis_since(started);
-    if (!(out = nft.run(nft_change(changed, sets, table))).empty()) {  // and back
-      std::cerr << "kernel_sets: undoing the one-sandbox change was refused: " << out;
-      return 1;
+    auto listing = [&](const std::string& name) {
+      std::string text;
+      nft.run("list table inet " + name + "\n", &text);
+      size_t at = text.find("table inet " + name + " {");
+      return at == std::string::npos ? text : text.substr(at + 11 + name.size());
+    };
+    std::mt19937 random(7);
+    KernelSets current = sets;
+    for (size_t round = 0; round < compare_rounds; ++round) {
+      KernelSets next = mutated(current, random, round);
+      ChangePlan plan = plan_change(current, next);
+      std::string problem = nft.run(nft_change(plan, table));
+      if (problem.empty())
+        problem = plan.uses_sets() ? nft.run(nft_change(plan, twin)) : nft_apply(plan, twin);
+      if (!problem.empty()) {
+        std::cerr << "kernel_sets: round " << round << " was refused: " << problem << "\n"
+                  << nft_change(plan, table);
+        nft.run("delete table inet " + twin);
+        return 1;
+      }
+      netlink_changes += !plan.uses_sets() && !plan.empty();
+      ++compared;
+      if (std::string a = listing(table), b = listing(twin); a != b && ++differences == 1)
+        std::cerr << "round " << round << ": the listings differ\n--- nft text:\n"
+                  << a.substr(0, 4000) << "\n--- netlink:\n"
+                  << b.substr(0, 4000) << "\n"
+                  << nft_change(plan, table);
+      current = std::move(next);
     }
+    nft.run("delete table inet " + twin);
   }
   // Sampled points: the kernel's answer must be the compiled element's, and that the proxy's.
   std::vector<IpAddress> sources;
@@ -214,10 +355,12 @@ int main(int argc, char** argv) {
       "{\"sandboxes\": %zu, \"in_kernel\": %zu, \"left_to_proxy\": %zu, "
       "\"allow_elements\": %zu, \"guard4\": %zu, \"sources4\": %zu, \"store_ms\": %.1f, "
       "\"compile_ms\": %.1f, \"text_ms\": %.1f, \"text_bytes\": %zu, \"first_load_ms\": %.1f, "
-      "\"replace_ms\": %.1f, \"one_sandbox_ms\": %.2f, \"max_rss_kib\": %ld, "
-      "\"checked\": %zu, \"allowed_points\": %zu, \"mismatches\": %zu}\n",
+      "\"replace_ms\": %.1f, \"one_sandbox_ms\": %.2f, \"one_sandbox_netlink_ms\": %.2f, "
+      "\"max_rss_kib\": %ld, \"checked\": %zu, \"allowed_points\": %zu, \"mismatches\": %zu, "
+      "\"compared\": %zu, \"netlink_changes\": %zu, \"differences\": %zu}\n",
       snapshot->size(), sets.sandboxes.size(), sets.proxied.size(), sets.allow_elements(),
       sets.guard4.size(), sets.sources4.size(), store_ms, compile_ms, text_ms, transaction.size(),
-      load_ms[0], load_ms[1], one_sandbox_ms, usage.ru_maxrss, checked, allowed_points, mismatches);
-  return mismatches == 0 ? 0 : 1;
+      load_ms[0], load_ms[1], one_sandbox_ms, one_sandbox_netlink_ms, usage.ru_maxrss, checked,
+      allowed_points, mismatches, compared, netlink_changes, differences);
+  return mismatches == 0 && differences == 0 ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "core/log.hpp"
+#include "kernel/nft_netlink.hpp"
 
 namespace egressd {
 namespace {
@@ -79,8 +80,11 @@ void KernelPath::sync() {
   std::string problem;
   bool incremental = loaded_ && same_globals(*loaded_, next);
   if (incremental) {
-    std::string change = nft_change(*loaded_, next, table_);
-    problem = change.empty() ? std::string() : nft_.run(change);
+    // A netlink batch of this process (no ruleset read back); a sandbox with a set (a long
+    // allow list) goes through nft text in the helper.
+    ChangePlan plan = plan_change(*loaded_, next);
+    if (!plan.empty())
+      problem = plan.uses_sets() ? nft_.run(nft_change(plan, table_)) : nft_apply(plan, table_);
   }
   if (!incremental || !problem.empty()) {
     // A whole fill: the first, after new globals, or after the table changed under us.
@@ -180,9 +184,10 @@ void KernelPath::check() {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
     if (loaded_) {
-      std::string listing;
-      std::string problem = nft_.run("list chain inet " + table_ + " fast_path\n", &listing);
-      if (problem.empty() && listing.find("fp_by_source4") != std::string::npos) return;
+      // A reload declares fast_path empty; egressd's fill never leaves it so.
+      size_t rules = 0;
+      std::string problem = nft_rule_count(table_, "fast_path", rules);
+      if (problem.empty() && rules > 0) return;
       log_line("fast_path kernel: table inet " + table_ +
                " was replaced (firewall reload?); filling it again");
       loaded_.reset();

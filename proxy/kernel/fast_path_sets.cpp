@@ -318,34 +318,59 @@ std::string allow_set(const SandboxSets& sandbox, bool v4) {
              : std::string();
 }
 
+}  // namespace
+
 // A sandbox chain's rules. A short allow list is a few rules: a set per sandbox costs the
 // kernel far more to create (10,000 concatenated-interval sets: minutes here) than rules do.
-std::vector<std::string> chain_rules(const SandboxSets& sandbox) {
-  std::vector<std::string> rules = {"tcp dport @fp_inspected return",
-                                    "ip6 daddr ::ffff:0:0/96 return"};
+std::vector<ChainRule> chain_rules(const SandboxSets& sandbox) {
+  std::vector<ChainRule> rules = {{ChainRule::Kind::inspected}, {ChainRule::Kind::mapped, false}};
   for (bool v4 : {true, false}) {
-    const char* family = v4 ? "ip" : "ip6";
     if (std::string set = allow_set(sandbox, v4); !set.empty()) {
-      rules.push_back(std::string(family) + " daddr . tcp dport @" + set + " goto fp_allow");
+      rules.push_back({ChainRule::Kind::allow_set, v4, {}, set});
       continue;
     }
     for (const Allowed& allowed : v4 ? sandbox.allow4 : sandbox.allow6)
-      rules.push_back(std::string(family) + " daddr " + range_text(allowed.destination) +
-                      " tcp dport " + ports_text(allowed.ports) + " goto fp_allow");
+      rules.push_back({ChainRule::Kind::allow, v4, allowed, {}});
   }
-  rules.push_back("goto fp_refuse");
+  rules.push_back({ChainRule::Kind::refuse});
   return rules;
 }
 
-// The by_source map entries of every sandbox: its chain, or back to TPROXY.
-void source_entries(const KernelSets& sets, std::vector<std::string>& v4,
-                    std::vector<std::string>& v6) {
-  auto add = [&](const std::vector<AddressRange>& sources, const std::string& verdict) {
-    for (const AddressRange& source : sources)
-      (source.low.family == Family::v4 ? v4 : v6).push_back(range_text(source) + " : " + verdict);
-  };
-  for (const SandboxSets& sandbox : sets.sandboxes) add(sandbox.sources, "goto " + sandbox.chain);
-  for (const ProxiedSandbox& sandbox : sets.proxied) add(sandbox.sources, "return");
+std::string rule_text(const ChainRule& rule) {
+  const char* family = rule.v4 ? "ip" : "ip6";
+  switch (rule.kind) {
+    case ChainRule::Kind::inspected:
+      return "tcp dport @fp_inspected return";
+    case ChainRule::Kind::mapped:
+      return "ip6 daddr ::ffff:0:0/96 return";
+    case ChainRule::Kind::allow:
+      return std::string(family) + " daddr " + range_text(rule.allowed.destination) +
+             " tcp dport " + ports_text(rule.allowed.ports) + " goto fp_allow";
+    case ChainRule::Kind::allow_set:
+      return std::string(family) + " daddr . tcp dport @" + rule.set + " goto fp_allow";
+    case ChainRule::Kind::refuse:
+      break;
+  }
+  return "goto fp_refuse";
+}
+
+std::vector<SourceEntry> source_entries(const KernelSets& sets) {
+  std::vector<SourceEntry> out;
+  for (const SandboxSets& sandbox : sets.sandboxes)
+    for (const AddressRange& source : sandbox.sources) out.push_back({source, sandbox.chain});
+  for (const ProxiedSandbox& sandbox : sets.proxied)
+    for (const AddressRange& source : sandbox.sources) out.push_back({source, {}});
+  return out;
+}
+
+namespace {
+
+const char* source_map(const AddressRange& range) {
+  return range.low.family == Family::v4 ? "fp_by_source4" : "fp_by_source6";
+}
+
+std::string entry_text(const SourceEntry& entry) {
+  return range_text(entry.range) + " : " + (entry.chain.empty() ? "return" : "goto " + entry.chain);
 }
 
 // One sandbox's chain (and sets) created or replaced; the chain exists once this ran.
@@ -358,8 +383,8 @@ void write_chain(Commands& out, const SandboxSets& sandbox) {
   }
   out.line("add chain", sandbox.chain);
   out.line("flush chain", sandbox.chain);
-  for (const std::string& rule : chain_rules(sandbox))
-    out.line("add rule", sandbox.chain + " " + rule);
+  for (const ChainRule& rule : chain_rules(sandbox))
+    out.line("add rule", sandbox.chain + " " + rule_text(rule));
 }
 
 void write_fast_path(Commands& out, const KernelSets& sets) {
@@ -415,68 +440,86 @@ std::string nft_fill(const KernelSets& sets, std::string_view table, const Table
   out.fill("set", "fp_inspected", ports);
   for (const SandboxSets& sandbox : sets.sandboxes) write_chain(out, sandbox);
   std::vector<std::string> v4, v6;
-  source_entries(sets, v4, v6);
+  for (const SourceEntry& entry : source_entries(sets))
+    (entry.range.low.family == Family::v4 ? v4 : v6).push_back(entry_text(entry));
   out.fill("map", "fp_by_source4", v4);
   out.fill("map", "fp_by_source6", v6);
   write_fast_path(out, sets);
   return out.text;
 }
 
-std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::string_view table) {
-  Commands out{std::string(table), {}};
+ChangePlan plan_change(const KernelSets& loaded, const KernelSets& next) {
+  ChangePlan plan;
   std::map<std::string, const SandboxSets*> old_chains, new_chains;
   for (const SandboxSets& s : loaded.sandboxes) old_chains[s.id] = &s;
   for (const SandboxSets& s : next.sandboxes) new_chains[s.id] = &s;
-  std::map<std::string, std::string> old_sources, new_sources;  // element -> verdict
-  std::vector<std::string> o4, o6, n4, n6;
-  source_entries(loaded, o4, o6);
-  source_entries(next, n4, n6);
-  auto keyed = [](const std::vector<std::string>& entries, std::map<std::string, std::string>& to) {
-    for (const std::string& e : entries) to[e.substr(0, e.find(" : "))] = e;
-  };
-  keyed(o4, old_sources), keyed(o6, old_sources), keyed(n4, new_sources), keyed(n6, new_sources);
-  auto map_of = [](const std::string& element) {
-    return element.find(':') == std::string::npos ? "fp_by_source4" : "fp_by_source6";
-  };
-  // 1. Sources that go or change their verdict leave the maps.
+  std::map<std::string, SourceEntry> old_sources, new_sources;  // by element (range) text
+  for (SourceEntry& entry : source_entries(loaded))
+    old_sources[range_text(entry.range)] = std::move(entry);
+  for (SourceEntry& entry : source_entries(next))
+    new_sources[range_text(entry.range)] = std::move(entry);
   for (const auto& [element, entry] : old_sources) {
     auto now = new_sources.find(element);
-    if (now == new_sources.end() || now->second != entry)
-      out.line("delete element", std::string(map_of(element)) + " { " + element + " }");
+    if (now == new_sources.end() || now->second.chain != entry.chain) plan.leave.push_back(entry);
   }
-  // 2. Chains that go: all emptied first (their sets unreferenced), then deleted with their sets.
-  std::vector<const SandboxSets*> gone;
   for (const auto& [id, sandbox] : old_chains) {
     auto now = new_chains.find(id);
-    if (now == new_chains.end() || now->second->chain != sandbox->chain) gone.push_back(sandbox);
+    if (now == new_chains.end() || now->second->chain != sandbox->chain)
+      plan.gone.push_back(sandbox);
   }
-  for (const SandboxSets* sandbox : gone) out.line("flush chain", sandbox->chain);
-  for (const SandboxSets* sandbox : gone) {
-    out.line("delete chain", sandbox->chain);
-    for (bool v4 : {true, false})
-      if (std::string set = allow_set(*sandbox, v4); !set.empty()) out.line("delete set", set);
-  }
-  // 3. Chains that are new or changed: written again; a set the new rules no longer use goes.
   for (const auto& [id, sandbox] : new_chains) {
     auto before = old_chains.find(id);
     bool kept = before != old_chains.end() && before->second->chain == sandbox->chain;
     if (kept && before->second->allow4 == sandbox->allow4 &&
         before->second->allow6 == sandbox->allow6)
       continue;
-    write_chain(out, *sandbox);
+    plan.written.push_back(sandbox);
     if (!kept) continue;
     for (bool v4 : {true, false}) {
       std::string had = allow_set(*before->second, v4);
-      if (!had.empty() && allow_set(*sandbox, v4).empty()) out.line("delete set", had);
+      if (!had.empty() && allow_set(*sandbox, v4).empty()) plan.sets_dropped.push_back(had);
     }
   }
-  // 4. Sources that are new or changed enter the maps.
   for (const auto& [element, entry] : new_sources) {
     auto was = old_sources.find(element);
-    if (was == old_sources.end() || was->second != entry)
-      out.line("add element", std::string(map_of(element)) + " { " + entry + " }");
+    if (was == old_sources.end() || was->second.chain != entry.chain) plan.enter.push_back(entry);
   }
+  return plan;
+}
+
+bool ChangePlan::uses_sets() const {
+  if (!sets_dropped.empty()) return true;
+  for (const auto* list : {&gone, &written})
+    for (const SandboxSets* sandbox : *list)
+      if (!allow_set(*sandbox, true).empty() || !allow_set(*sandbox, false).empty()) return true;
+  return false;
+}
+
+std::string nft_change(const ChangePlan& plan, std::string_view table) {
+  Commands out{std::string(table), {}};
+  // 1. Sources that go or change their verdict leave the maps.
+  for (const SourceEntry& entry : plan.leave)
+    out.line("delete element",
+             std::string(source_map(entry.range)) + " { " + range_text(entry.range) + " }");
+  // 2. Chains that go: all emptied first (their sets unreferenced), then deleted with their sets.
+  for (const SandboxSets* sandbox : plan.gone) out.line("flush chain", sandbox->chain);
+  for (const SandboxSets* sandbox : plan.gone) {
+    out.line("delete chain", sandbox->chain);
+    for (bool v4 : {true, false})
+      if (std::string set = allow_set(*sandbox, v4); !set.empty()) out.line("delete set", set);
+  }
+  // 3. Chains that are new or changed: written again; a set the new rules no longer use goes.
+  for (const SandboxSets* sandbox : plan.written) write_chain(out, *sandbox);
+  for (const std::string& set : plan.sets_dropped) out.line("delete set", set);
+  // 4. Sources that are new or changed enter the maps.
+  for (const SourceEntry& entry : plan.enter)
+    out.line("add element",
+             std::string(source_map(entry.range)) + " { " + entry_text(entry) + " }");
   return out.text;
+}
+
+std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::string_view table) {
+  return nft_change(plan_change(loaded, next), table);
 }
 
 std::string nft_skeleton(std::string_view table, const std::vector<std::string>& interfaces,

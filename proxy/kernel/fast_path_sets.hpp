@@ -103,8 +103,52 @@ TableObjects listed_objects(std::string_view listing);
 // One transaction filling the table: everything `existing` named removed, every set, map and
 // chain written again, fast_path last.
 std::string nft_fill(const KernelSets& sets, std::string_view table, const TableObjects& existing);
+// One rule of a sandbox chain, in its order: written as nft text (rule_text) or as netlink
+// expressions (kernel/nft_netlink.cpp) from this one list.
+struct ChainRule {
+  enum class Kind {
+    inspected,  // tcp dport @fp_inspected return
+    mapped,     // ip6 daddr ::ffff:0:0/96 return
+    allow,      // ip[6] daddr RANGE tcp dport PORTS goto fp_allow
+    allow_set,  // ip[6] daddr . tcp dport @SET goto fp_allow
+    refuse,     // goto fp_refuse
+  } kind;
+  bool v4 = true;
+  Allowed allowed{};
+  std::string set;
+};
+std::vector<ChainRule> chain_rules(const SandboxSets& sandbox);
+std::string rule_text(const ChainRule& rule);
+
+// One element of fp_by_source4/6: a sandbox's source range and its chain (empty: `return`, back
+// to TPROXY).
+struct SourceEntry {
+  AddressRange range;
+  std::string chain;
+};
+std::vector<SourceEntry> source_entries(const KernelSets& sets);
+
+// What a change from `loaded` to `next` does to the table, in this order: map elements leave;
+// gone chains are emptied, then deleted with their sets; new or changed chains are written
+// (add, flush, rules; their sets first); sets no rule uses any more go; map elements enter.
+// Pointers are into `loaded` (gone) and `next` (written).
+struct ChangePlan {
+  std::vector<SourceEntry> leave;
+  std::vector<const SandboxSets*> gone;
+  std::vector<const SandboxSets*> written;
+  std::vector<std::string> sets_dropped;
+  std::vector<SourceEntry> enter;
+  bool empty() const {
+    return leave.empty() && gone.empty() && written.empty() && sets_dropped.empty() &&
+           enter.empty();
+  }
+  bool uses_sets() const;  // a touched sandbox has a set (a long allow list)
+};
+ChangePlan plan_change(const KernelSets& loaded, const KernelSets& next);
+
 // One transaction from what was loaded to `next`, touching only the sandboxes that changed
 // (their map elements, chains and sets). Only when same_globals(loaded, next); else nft_fill.
+std::string nft_change(const ChangePlan& plan, std::string_view table);
 std::string nft_change(const KernelSets& loaded, const KernelSets& next, std::string_view table);
 bool same_globals(const KernelSets& a, const KernelSets& b);
 // Empties fast_path: every new connection goes to TPROXY again (a stopping egressd).
