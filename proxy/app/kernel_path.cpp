@@ -79,11 +79,13 @@ void KernelPath::sync() {
                                         inspected_ports(*settings), loaded_ ? &*loaded_ : nullptr);
   std::string problem;
   bool incremental = loaded_ && same_globals(*loaded_, next);
+  bool changed = !incremental;
   if (incremental) {
     // A netlink batch of this process (no ruleset read back); a sandbox with a set (a long
     // allow list) goes through nft text in the helper.
     ChangePlan plan = plan_change(*loaded_, next);
-    if (!plan.empty())
+    changed = !plan.empty();
+    if (changed)
       problem = plan.uses_sets() ? nft_.run(nft_change(plan, table_)) : nft_apply(plan, table_);
   }
   if (!incremental || !problem.empty()) {
@@ -107,7 +109,9 @@ void KernelPath::sync() {
   }
   bool had = loaded_.has_value();
   loaded_ = std::move(next);
-  if (had && settings->on_update == OnUpdate::revoke) revoke();
+  // What the kernel forwards changed only with its table: a change it did not see (a name
+  // rule, a sandbox the proxy decides) leaves its flows as allowed as they were.
+  if (had && changed && settings->on_update == OnUpdate::revoke) revoke();
 }
 
 // The access-log record of a connection the kernel decided, decided again as the proxy would

@@ -2059,12 +2059,12 @@ def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
             start_egressd()
 
 
-def hold_connection(go, sandbox="sbx1"):
-    """A long-lived relayed connection from `sandbox` to 198.18.0.11:9000, opened now; it sends
+def hold_connection(go, sandbox="sbx1", host="198.18.0.11"):
+    """A long-lived relayed connection from `sandbox` to host:9000, opened now; it sends
     again and prints both echoes once the file `go` exists."""
     holder = subprocess.Popen(
         f"ip netns exec {P}{sandbox} python3 -c \"import os, socket, time\n"
-        "s = socket.create_connection(('198.18.0.11', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
+        f"s = socket.create_connection(('{host}', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
         "print('open', flush=True)\n"
         f"while not os.path.exists('{go}'): time.sleep(0.05)\n"
         "s.sendall(b'after!'); b = s.recv(6); print(a.decode(), b.decode(), flush=True)\"",
@@ -2437,15 +2437,20 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         # refusals, and nothing else.
         assert metric_total("egressd_connections_total") == before_connections + 10, \
             (metric_total("egressd_connections_total"), before_connections)
-        # A policy change revokes a live kernel flow (on_update: revoke): its next packet is reset.
+        # A policy change revokes live kernel flows (on_update: revoke), v4 and v6: their next
+        # packet is reset.
         holder = hold_connection(go + "2")
+        holder6 = hold_connection(go + "2", host="fd00:198::11")
         without_9000 = ["--source", "10.200.1.2", "--source", "fd00:200:1::2", "--allow", "pypi.org",
                         "--allow", "198.18.0.11:9001", "--allow", "*.github.com", "--deny", "gist.github.com"]
         ctl("set", "one", *without_9000)
         open(go + "2", "w").close()
-        out = holder.communicate(timeout=10)[0]
-        assert holder.returncode != 0 and "after!" not in out, out  # reset, never echoed
+        for h in (holder, holder6):
+            out = h.communicate(timeout=10)[0]
+            assert h.returncode != 0 and "after!" not in out, out  # reset, never echoed
         rec = last_record(dst="198.18.0.11", port=9000, reason="revoked")
+        assert rec["kernel"] is True and rec["verdict"] == "deny", rec
+        rec = last_record(dst="fd00:198::11", port=9000, reason="revoked")
         assert rec["kernel"] is True and rec["verdict"] == "deny", rec
         # ... and the next connection is refused at SYN, while 9001 now passes in the kernel.
         (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
