@@ -91,8 +91,12 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
     size_t kind = pick(8);
     if (round % 40 == 7 && changes == 1) kind = 7;
     if (next.sandboxes.empty()) kind = 3;
-    SandboxSets& some = next.sandboxes.empty() ? next.sandboxes.emplace_back()
-                                               : next.sandboxes[pick(next.sandboxes.size())];
+    size_t at = next.sandboxes.empty() ? 0 : pick(next.sandboxes.size());
+    // Compiled sandboxes are shared and constant: a changed one is a new object.
+    auto copy = next.sandboxes.empty() ? std::make_shared<SandboxSets>()
+                                       : std::make_shared<SandboxSets>(*next.sandboxes[at]);
+    SandboxSets& some = *copy;
+    if (!next.sandboxes.empty()) next.sandboxes[at] = copy;
     uint32_t unique = static_cast<uint32_t>(round * 4 + changes);
     switch (kind) {
       case 0:  // v4 allow list: one more (often: past 16, then a set) or one fewer
@@ -108,8 +112,7 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
           some.allow6.push_back(allowed6());
         break;
       case 2:
-        next.sandboxes.erase(next.sandboxes.begin() +
-                             static_cast<std::ptrdiff_t>(&some - next.sandboxes.data()));
+        next.sandboxes.erase(next.sandboxes.begin() + static_cast<std::ptrdiff_t>(at));
         break;
       case 3: {
         SandboxSets fresh;
@@ -122,13 +125,12 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
         }
         fresh.allow4 = {allowed4()};
         if (random() % 2) fresh.allow6 = {allowed6()};
-        next.sandboxes.push_back(std::move(fresh));
+        next.sandboxes.push_back(std::make_shared<SandboxSets>(std::move(fresh)));
         break;
       }
       case 4:  // audit mode or a gateway: the proxy decides it
         next.proxied.push_back({some.id, some.sources});
-        next.sandboxes.erase(next.sandboxes.begin() +
-                             static_cast<std::ptrdiff_t>(&some - next.sandboxes.data()));
+        next.sandboxes.erase(next.sandboxes.begin() + static_cast<std::ptrdiff_t>(at));
         break;
       case 5:
         if (!next.proxied.empty())
@@ -141,14 +143,23 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
       {
         some.sources = {{v4(0xFFFFFFF0u), v4(0xFFFFFFFFu)},
                         {v6(~uint128(0) - 15), v6(~uint128(0))}};
-        for (auto& other : next.sandboxes)  // no one else holds them
-          if (&other != &some)
-            std::erase_if(other.sources, [](const AddressRange& r) {
-              return r.high == v4(0xFFFFFFFFu) || r.high == v6(~uint128(0));
-            });
+        for (auto& other : next.sandboxes) {  // no one else holds them
+          if (other.get() == &some) continue;
+          auto changed = std::make_shared<SandboxSets>(*other);
+          std::erase_if(changed->sources, [](const AddressRange& r) {
+            return r.high == v4(0xFFFFFFFFu) || r.high == v6(~uint128(0));
+          });
+          if (changed->sources != other->sources) other = changed;
+        }
+        for (ProxiedSandbox& other : next.proxied)
+          std::erase_if(other.sources, [](const AddressRange& r) {
+            return r.high == v4(0xFFFFFFFFu) || r.high == v6(~uint128(0));
+          });
       } break;
     }
   }
+  std::sort(next.sandboxes.begin(), next.sandboxes.end(),
+            [](const auto& a, const auto& b) { return a->chain < b->chain; });
   return next;
 }
 
@@ -217,6 +228,18 @@ int main(int argc, char** argv) {
   started = std::chrono::steady_clock::now();
   KernelSets sets = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected);
   double compile_ms = millis_since(started);
+  // What a policy change costs before any transaction: the compile that reuses every unchanged
+  // sandbox, and the plan of what changed (nothing, here).
+  started = std::chrono::steady_clock::now();
+  KernelSets again = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected, &sets);
+  double recompile_ms = millis_since(started);
+  started = std::chrono::steady_clock::now();
+  bool nothing = plan_change(sets, again).empty();
+  double plan_ms = millis_since(started);
+  if (!nothing) {
+    std::cerr << "kernel_sets: compiling the same store again changed the table\n";
+    return 1;
+  }
   started = std::chrono::steady_clock::now();
   // What firewall.sh --fast-path declares, then egressd's fill of it.
   std::string skeleton = nft_skeleton(table, interfaces);
@@ -254,9 +277,11 @@ int main(int argc, char** argv) {
   // One sandbox's change: its chain (and set) written again, what a PUT sends, through nft
   // text and as egressd sends it (a netlink batch), each there and back.
   double one_sandbox_ms = 0, one_sandbox_netlink_ms = 0;
-  if (!sets.sandboxes.empty() && !sets.sandboxes.front().allow4.empty()) {
+  if (!sets.sandboxes.empty() && !sets.sandboxes.front()->allow4.empty()) {
     KernelSets changed = sets;
-    changed.sandboxes.front().allow4.pop_back();
+    auto first = std::make_shared<SandboxSets>(*sets.sandboxes.front());
+    first->allow4.pop_back();
+    changed.sandboxes.front() = first;
     for (bool netlink : {false, true}) {
       started = std::chrono::steady_clock::now();
       if (!(out = netlink ? nft_apply(plan_change(sets, changed), table)
@@ -354,13 +379,14 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"sandboxes\": %zu, \"in_kernel\": %zu, \"left_to_proxy\": %zu, "
       "\"allow_elements\": %zu, \"guard4\": %zu, \"sources4\": %zu, \"store_ms\": %.1f, "
-      "\"compile_ms\": %.1f, \"text_ms\": %.1f, \"text_bytes\": %zu, \"first_load_ms\": %.1f, "
+      "\"compile_ms\": %.1f, \"recompile_ms\": %.1f, \"plan_ms\": %.1f, \"text_ms\": %.1f, "
+      "\"text_bytes\": %zu, \"first_load_ms\": %.1f, "
       "\"replace_ms\": %.1f, \"one_sandbox_ms\": %.2f, \"one_sandbox_netlink_ms\": %.2f, "
       "\"max_rss_kib\": %ld, \"checked\": %zu, \"allowed_points\": %zu, \"mismatches\": %zu, "
       "\"compared\": %zu, \"netlink_changes\": %zu, \"differences\": %zu}\n",
       snapshot->size(), sets.sandboxes.size(), sets.proxied.size(), sets.allow_elements(),
-      sets.guard4.size(), sets.sources4.size(), store_ms, compile_ms, text_ms, transaction.size(),
-      load_ms[0], load_ms[1], one_sandbox_ms, one_sandbox_netlink_ms, usage.ru_maxrss, checked,
-      allowed_points, mismatches, compared, netlink_changes, differences);
+      sets.guard4.size(), sets.sources4.size(), store_ms, compile_ms, recompile_ms, plan_ms,
+      text_ms, transaction.size(), load_ms[0], load_ms[1], one_sandbox_ms, one_sandbox_netlink_ms,
+      usage.ru_maxrss, checked, allowed_points, mismatches, compared, netlink_changes, differences);
   return mismatches == 0 && differences == 0 ? 0 : 1;
 }

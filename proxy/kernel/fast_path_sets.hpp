@@ -23,6 +23,7 @@
 // Sandboxes the kernel cannot decide alone stay with the proxy: audit mode (refusals are only
 // logged) and a gateway (dedicated egress address).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,8 +66,10 @@ struct ProxiedSandbox {
 struct KernelSets {
   std::vector<AddressRange> guard4, guard6;      // step 1
   std::vector<AddressRange> sources4, sources6;  // step 2: every sandbox's sources
-  std::vector<SandboxSets> sandboxes;            // step 3, sorted by chain
-  std::vector<ProxiedSandbox> proxied;           // step 4: audit mode, a gateway
+  // Step 3, sorted by chain. Shared and never changed once compiled: a sandbox a policy change
+  // did not touch is the same object in the next compile (plan_change skips it by address).
+  std::vector<std::shared_ptr<const SandboxSets>> sandboxes;
+  std::vector<ProxiedSandbox> proxied;  // step 4: audit mode, a gateway
   std::vector<uint16_t> inspected;
   bool refuse_unknown_sources = true;
   size_t allow_elements() const;
@@ -131,7 +134,7 @@ std::vector<SourceEntry> source_entries(const KernelSets& sets);
 // What a change from `loaded` to `next` does to the table, in this order: map elements leave;
 // gone chains are emptied, then deleted with their sets; new or changed chains are written
 // (add, flush, rules; their sets first); sets no rule uses any more go; map elements enter.
-// Pointers are into `loaded` (gone) and `next` (written).
+// Pointers are into `loaded` (gone) and `next` (written); both sorted by chain.
 struct ChangePlan {
   std::vector<SourceEntry> leave;
   std::vector<const SandboxSets*> gone;

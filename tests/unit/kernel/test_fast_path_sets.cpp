@@ -118,7 +118,7 @@ TEST_CASE("Kernel sets: intervals are disjoint and inspected ports never in them
   auto sets = compile_kernel_sets(*store.snapshot(), std::get<Guard>(Guard::compile({})),
                                   Verdict::deny, kInspected);
   REQUIRE(sets.sandboxes.size() == 1);
-  const auto& allow = sets.sandboxes[0].allow4;
+  const auto& allow = sets.sandboxes[0]->allow4;
   REQUIRE_FALSE(allow.empty());
   for (size_t i = 0; i < allow.size(); ++i) {
     CHECK_FALSE(allow[i].ports.contains(80));
@@ -175,7 +175,7 @@ TEST_CASE("Kernel sets: a fill removes what was there, then writes every set, ch
         text.find("delete chain inet egressd fp_sb_00000000000000aa\n"));
   CHECK(text.find("delete chain inet egressd fp_sb_00000000000000aa\n") <
         text.find("delete set inet egressd fp_sb_00000000000000aa_4\n"));
-  const std::string chain = sets.sandboxes[0].chain;
+  const std::string chain = sets.sandboxes[0]->chain;
   CHECK(chain.rfind("fp_sb_", 0) == 0);
   CHECK(text.find("add rule inet egressd " + chain +
                   " ip daddr 198.18.0.10 tcp dport 9000-9002 goto fp_allow\n") !=
@@ -218,7 +218,7 @@ TEST_CASE("Kernel sets: a change touches only the sandboxes that changed") {
   REQUIRE(same_globals(before, after));
   auto chain_of = [](const KernelSets& sets, const char* id) {
     for (const auto& s : sets.sandboxes)
-      if (s.id == id) return s.chain;
+      if (s->id == id) return s->chain;
     return std::string();
   };
   std::string a = chain_of(before, "a"), b = chain_of(before, "b"), c = chain_of(before, "c"),
