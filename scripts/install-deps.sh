@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential g++ cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libasio-dev libssl-dev openssl node-llhttp libc-ares-dev libyaml-cpp-dev
-  prometheus-cpp-dev doctest-dev libpsl-dev publicsuffix libldns-dev libsystemd-dev libnftables-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libnetfilter-log-dev libbenchmark-dev nlohmann-json3-dev
+  prometheus-cpp-dev doctest-dev libpsl-dev publicsuffix libldns-dev libsystemd-dev libnftables-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libnetfilter-log-dev libbpf-dev libbenchmark-dev nlohmann-json3-dev
   iproute2 iptables nftables nginx-light libnginx-mod-stream squid-openssl dnsmasq-base bind9-dnsutils curl wrk haproxy python3 python3-yaml python3-requests procps psmisc
   prometheus systemd util-linux
 )
