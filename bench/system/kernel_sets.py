@@ -42,7 +42,10 @@ for title, key, fmt in [("allow elements (rules or set elements)", "allow_elemen
                         ("compile (ms)", "compile_ms", "{:.1f}"),
                         ("whole-table transaction, first load (ms)", "first_load_ms", "{:.0f}"),
                         ("whole-table transaction, replacing it (ms)", "replace_ms", "{:.0f}"),
-                        ("one sandbox's change (ms)", "one_sandbox_ms", "{:.1f}"),
+                        ("a policy change: compile again, unchanged sandboxes reused (ms)", "recompile_ms", "{:.1f}"),
+                        ("a policy change: plan what to change (ms)", "plan_ms", "{:.2f}"),
+                        ("one sandbox's change, nft text in-process (ms)", "one_sandbox_ms", "{:.1f}"),
+                        ("one sandbox's change, netlink batch as egressd sends it (ms)", "one_sandbox_netlink_ms", "{:.1f}"),
                         ("loader peak RSS (MiB)", "max_rss_kib", "{:.0f}"),
                         ("sampled points against decide(): mismatches", "mismatches", "{:.0f}")]:
     scale = 1024 if key == "max_rss_kib" else 1
