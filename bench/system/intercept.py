@@ -13,6 +13,9 @@ Needs root. Sends packets only inside the namespaces it creates (10.200.0.0/16, 
 """
 import argparse, atexit, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import end_all, sh  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 P = "egi"
@@ -30,20 +33,8 @@ HOSTS = f"/etc/netns/{P}sbx1/hosts"
 procs = []
 
 
-def sh(cmd, check=True, timeout=120):
-    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{cmd}: {r.stdout} {r.stderr}")
-    return r
-
-
 def cleanup():
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    sh(f"bash {ROOT}/tests/e2e/topology.sh down {P}", check=False)
+    end_all(procs, P)
     if os.path.exists(HOSTS):
         os.unlink(HOSTS)
         os.rmdir(os.path.dirname(HOSTS))

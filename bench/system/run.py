@@ -17,6 +17,9 @@ Needs root. Touches only the namespaces it creates (prefix egb) and removes them
 """
 import argparse, atexit, json, os, resource, shutil, signal, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import end_all, sh  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 P = "egb"
@@ -58,20 +61,8 @@ if IDLE < args.idle:
 procs = []
 
 
-def sh(cmd, check=True, timeout=600):
-    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{cmd}: {r.stdout} {r.stderr}")
-    return r
-
-
 def cleanup():
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    sh(f"bash {ROOT}/tests/e2e/topology.sh down {P}", check=False)
+    end_all(procs, P)
     shutil.rmtree(WORK, ignore_errors=True)
 
 

@@ -10,6 +10,9 @@ Usage: sockmap.py BUILD_DIR [--runs 3] [--seconds 2]. Needs root and a build wit
 """
 import argparse, atexit, json, os, signal, statistics, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import end_all, sh  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 P = "egs"
@@ -24,13 +27,6 @@ BUILD = os.path.abspath(args.build)
 procs = []
 
 
-def sh(cmd, check=True):
-    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{cmd}: {r.stdout} {r.stderr}")
-    return r
-
-
 def start(cmd):
     p = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
     procs.append(p)
@@ -40,12 +36,7 @@ def start(cmd):
 
 
 def cleanup():
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    sh(f"bash {ROOT}/tests/e2e/topology.sh down {P}", check=False)
+    end_all(procs, P)
 
 
 def cpu_seconds(pid):

@@ -1,5 +1,6 @@
 #include "app/kernel_path.hpp"
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/log.hpp"
@@ -70,6 +71,19 @@ bool KernelPath::find_table(std::string& problem) {
   return true;
 }
 
+// One netlink batch of this process; with a sandbox that has a set, nft text in the helper
+// (after reading back which sandbox objects the table holds).
+std::string KernelPath::fill(const KernelSets& next) {
+  std::string problem;
+  if (!find_table(problem)) return problem;
+  if (std::none_of(next.sandboxes.begin(), next.sandboxes.end(),
+                   [](const auto& sandbox) { return has_set(*sandbox); }))
+    return nft_fill_netlink(next, table_);
+  std::string listing;
+  if (!(problem = nft_.run("list table inet " + table_ + "\n", &listing)).empty()) return problem;
+  return nft_.run(nft_fill(next, table_, listed_objects(listing)));
+}
+
 void KernelPath::sync() {
   std::lock_guard lock(mutex_);
   if (stopped_) return;
@@ -90,10 +104,7 @@ void KernelPath::sync() {
   }
   if (!incremental || !problem.empty()) {
     // A whole fill: the first, after new globals, or after the table changed under us.
-    std::string listing;
-    if (!find_table(problem) ||
-        !(problem = nft_.run("list table inet " + table_ + "\n", &listing)).empty() ||
-        !(problem = nft_.run(nft_fill(next, table_, listed_objects(listing)))).empty()) {
+    if (!(problem = fill(next)).empty()) {
       loaded_.reset();
       if (problem != last_problem_)
         log_line("fast_path kernel: the proxy decides every connection until this is fixed: " +

@@ -35,6 +35,7 @@ class KernelPath {
 
  private:
   bool find_table(std::string& problem);
+  std::string fill(const KernelSets& next);
   AccessRecord decided_again(const IpAddress& source, const IpAddress& destination, uint16_t port);
   void write(AccessRecord& record, const IpAddress& destination);
   void account(const KernelFlow& flow);

@@ -339,6 +339,10 @@ std::vector<ChainRule> chain_rules(const SandboxSets& sandbox) {
   return rules;
 }
 
+bool has_set(const SandboxSets& sandbox) {
+  return !allow_set(sandbox, true).empty() || !allow_set(sandbox, false).empty();
+}
+
 std::string rule_text(const ChainRule& rule) {
   const char* family = rule.v4 ? "ip" : "ip6";
   switch (rule.kind) {
@@ -512,7 +516,7 @@ bool ChangePlan::uses_sets() const {
   if (!sets_dropped.empty()) return true;
   for (const auto* list : {&gone, &written})
     for (const SandboxSets* sandbox : *list)
-      if (!allow_set(*sandbox, true).empty() || !allow_set(*sandbox, false).empty()) return true;
+      if (has_set(*sandbox)) return true;
   return false;
 }
 

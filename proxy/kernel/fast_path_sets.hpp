@@ -121,6 +121,8 @@ struct ChainRule {
   std::string set;
 };
 std::vector<ChainRule> chain_rules(const SandboxSets& sandbox);
+// A long allow list (more than 16 intervals of a family) is kept in a set of its own.
+bool has_set(const SandboxSets& sandbox);
 std::string rule_text(const ChainRule& rule);
 
 // One element of fp_by_source4/6: a sandbox's source range and its chain (empty: `return`, back

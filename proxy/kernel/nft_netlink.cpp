@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -83,9 +84,11 @@ struct RuleBuilder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, length);
     add(e);
   }
-  void lookup(const char* set) {
+  // With `verdict`: a verdict map's lookup (its element's verdict is the rule's).
+  void lookup(const char* set, bool verdict = false) {
     nftnl_expr* e = nftnl_expr_alloc("lookup");
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+    if (verdict) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
     nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
     add(e);
   }
@@ -179,36 +182,60 @@ class Batch {
     nftnl_set_free(s);
     close_message(verb(type) + " set " + name);
   }
-  // An interval map element: its start, and its end (the address after it) unless it runs to
-  // the family's last address, as nft sends them.
-  void source(uint16_t type, const SourceEntry& entry) {
-    bool v4 = entry.range.low.family == Family::v4;
-    nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, v4 ? "fp_by_source4" : "fp_by_source6");
-    std::vector<uint8_t> start = address_bytes(entry.range.low);
+  // An interval element of `set`: its start (with `verdict` in a map: `chain`, or return
+  // when empty), and its end (the address after it) unless it runs to the family's last
+  // address, as nft sends them.
+  void interval(uint16_t type, const std::string& set, const AddressRange& range,
+                const std::string* verdict) {
+    nftnl_set* s = element_set(set);
+    std::vector<uint8_t> start = address_bytes(range.low);
     nftnl_set_elem* e = nftnl_set_elem_alloc();
     nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, start.data(), static_cast<uint32_t>(start.size()));
-    if (type == NFT_MSG_NEWSETELEM) {
+    if (verdict) {
       nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT,
-                             static_cast<uint32_t>(entry.chain.empty() ? NFT_RETURN : NFT_GOTO));
-      if (!entry.chain.empty())
-        nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, entry.chain.c_str());
+                             static_cast<uint32_t>(verdict->empty() ? NFT_RETURN : NFT_GOTO));
+      if (!verdict->empty()) nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, verdict->c_str());
     }
     nftnl_set_elem_add(s, e);
-    if (!is_last(entry.range.high)) {
-      std::vector<uint8_t> end = address_bytes(next_address(entry.range.high));
+    if (!is_last(range.high)) {
+      std::vector<uint8_t> end = address_bytes(next_address(range.high));
       nftnl_set_elem* last = nftnl_set_elem_alloc();
       nftnl_set_elem_set(last, NFTNL_SET_ELEM_KEY, end.data(), static_cast<uint32_t>(end.size()));
       nftnl_set_elem_set_u32(last, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
       nftnl_set_elem_add(s, last);
     }
-    nftnl_set_elems_nlmsg_build_payload(header(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0),
-                                        s);
-    nftnl_set_free(s);
-    close_message(verb(type) + " element " + (v4 ? "fp_by_source4 " : "fp_by_source6 ") +
-                  entry.range.low.to_string() + "-" + entry.range.high.to_string());
+    elements(type, s,
+             verb(type) + " element " + set + " " + range.low.to_string() + "-" +
+                 range.high.to_string());
+  }
+  void source(uint16_t type, const SourceEntry& entry) {
+    bool v4 = entry.range.low.family == Family::v4;
+    interval(type, v4 ? "fp_by_source4" : "fp_by_source6", entry.range,
+             type == NFT_MSG_NEWSETELEM ? &entry.chain : nullptr);
+  }
+  void port(const std::string& set, uint16_t port) {
+    nftnl_set* s = element_set(set);
+    std::vector<uint8_t> key = port_bytes(port);
+    nftnl_set_elem* e = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key.data(), static_cast<uint32_t>(key.size()));
+    nftnl_set_elem_add(s, e);
+    elements(NFT_MSG_NEWSETELEM, s, "add element " + set + " " + std::to_string(port));
+  }
+  // Every element of a set or map.
+  void flush_set(const std::string& set) {
+    elements(NFT_MSG_DELSETELEM, element_set(set), "flush set " + set);
+  }
+  // A rule of fast_path (kernel/fast_path_sets.cpp write_fast_path).
+  void fast_path_rule(const std::function<void(RuleBuilder&)>& write, const std::string& what) {
+    nftnl_rule* r = nftnl_rule_alloc();
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
+    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, "fast_path");
+    RuleBuilder builder{r};
+    write(builder);
+    nftnl_rule_nlmsg_build_payload(header(NFT_MSG_NEWRULE, NLM_F_APPEND | NLM_F_CREATE), r);
+    nftnl_rule_free(r);
+    close_message("add rule fast_path " + what);
   }
 
   std::string commit() {
@@ -229,6 +256,11 @@ class Batch {
     if (used_ + 65536 > 200000 &&
         ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) != 0)
       return errno_text("netlink send buffer");
+    // Errors come back without the message they refuse (NETLINK_CAP_ACK), in room for many.
+    int on = 1, room = 4 << 20;
+    ::setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &room, sizeof(room)) != 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof(room));
     if (mnl_socket_sendto(socket.nl, buffer_.data(), used_) < 0) return errno_text("netlink send");
     // The kernel handled the batch inside sendto: its answers are queued already. Only the
     // last operation asked for an acknowledgement; an error names the operation refused.
@@ -262,6 +294,19 @@ class Batch {
   size_t operations() const { return what_.size() - 1; }
 
  private:
+  nftnl_set* element_set(const std::string& name) {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, name.c_str());
+    return s;
+  }
+  void elements(uint16_t type, nftnl_set* s, std::string what) {
+    nftnl_set_elems_nlmsg_build_payload(header(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0),
+                                        s);
+    nftnl_set_free(s);
+    close_message(std::move(what));
+  }
   static std::string verb(uint16_t type) {
     switch (type) {
       case NFT_MSG_NEWCHAIN:
@@ -313,6 +358,129 @@ std::string nft_apply(const ChangePlan& plan, const std::string& table) {
   }
   for (const SourceEntry& entry : plan.enter) batch.source(NFT_MSG_NEWSETELEM, entry);
   if (batch.operations() == 0) return {};
+  return batch.commit();
+}
+
+namespace {
+
+// Every chain or set of `table` whose name starts with fp_sb_ (a dump of names, filtered by
+// table in the kernel).
+std::string list_sandbox_objects(const std::string& table, uint16_t type,
+                                 std::vector<std::string>& names) {
+  Socket socket;
+  if (!socket.bind()) return errno_text("netlink socket");
+  std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
+  uint32_t seq = 1;
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(buffer.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, seq);
+  if (type == NFT_MSG_GETCHAIN) {
+    nftnl_chain* c = nftnl_chain_alloc();
+    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
+    nftnl_chain_nlmsg_build_payload(nlh, c);
+    nftnl_chain_free(c);
+  } else {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_nlmsg_build_payload(nlh, s);
+    nftnl_set_free(s);
+  }
+  if (mnl_socket_sendto(socket.nl, nlh, nlh->nlmsg_len) < 0) return errno_text("netlink send");
+  // The kernel filters a set dump by table, not a chain dump: both are checked here.
+  struct Found {
+    uint16_t type;
+    const std::string* table;
+    std::vector<std::string>* names;
+  } found{type, &table, &names};
+  auto each = [](const nlmsghdr* message, void* data) {
+    auto* f = static_cast<Found*>(data);
+    const char *name = nullptr, *owner = nullptr;
+    std::string copy;
+    if (f->type == NFT_MSG_GETCHAIN) {
+      nftnl_chain* c = nftnl_chain_alloc();
+      if (nftnl_chain_nlmsg_parse(message, c) == 0) {
+        name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
+        owner = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
+      }
+      if (name && owner && *f->table == owner) copy = name;
+      nftnl_chain_free(c);
+    } else {
+      nftnl_set* s = nftnl_set_alloc();
+      if (nftnl_set_nlmsg_parse(message, s) == 0) {
+        name = nftnl_set_get_str(s, NFTNL_SET_NAME);
+        owner = nftnl_set_get_str(s, NFTNL_SET_TABLE);
+      }
+      if (name && owner && *f->table == owner) copy = name;
+      nftnl_set_free(s);
+    }
+    if (copy.rfind("fp_sb_", 0) == 0) f->names->push_back(std::move(copy));
+    return MNL_CB_OK;
+  };
+  unsigned port = mnl_socket_get_portid(socket.nl);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(socket.nl, buffer.data(), buffer.size());
+    if (n < 0) return errno_text("netlink receive");
+    int rc = mnl_cb_run(buffer.data(), static_cast<size_t>(n), seq, port, each, &found);
+    if (rc < 0)
+      return errno_text(std::string("list ") + (type == NFT_MSG_GETCHAIN ? "chains" : "sets"));
+    if (rc == MNL_CB_STOP) return {};
+  }
+}
+
+}  // namespace
+
+std::string nft_fill_netlink(const KernelSets& sets, const std::string& table) {
+  for (const auto& sandbox : sets.sandboxes)
+    if (has_set(*sandbox)) return "nft_fill_netlink: a sandbox with a set is the text path's";
+  std::vector<std::string> chains, old_sets;
+  if (std::string problem = list_sandbox_objects(table, NFT_MSG_GETCHAIN, chains); !problem.empty())
+    return problem;
+  if (std::string problem = list_sandbox_objects(table, NFT_MSG_GETSET, old_sets); !problem.empty())
+    return problem;
+  Batch batch(table);
+  // As nft_fill: nothing references a sandbox chain once fast_path and the maps are empty,
+  // and nothing a sandbox set once its chain is.
+  batch.rule(NFT_MSG_DELRULE, "fast_path", nullptr, 0);
+  batch.flush_set("fp_by_source4");
+  batch.flush_set("fp_by_source6");
+  for (const std::string& chain : chains) batch.rule(NFT_MSG_DELRULE, chain, nullptr, 0);
+  for (const std::string& chain : chains) batch.chain(NFT_MSG_DELCHAIN, chain, 0);
+  for (const std::string& set : old_sets) batch.set(NFT_MSG_DELSET, set);
+  batch.flush_set("fp_guard4");
+  for (const AddressRange& range : sets.guard4)
+    batch.interval(NFT_MSG_NEWSETELEM, "fp_guard4", range, nullptr);
+  batch.flush_set("fp_guard6");
+  for (const AddressRange& range : sets.guard6)
+    batch.interval(NFT_MSG_NEWSETELEM, "fp_guard6", range, nullptr);
+  batch.flush_set("fp_inspected");
+  for (uint16_t port : sets.inspected) batch.port("fp_inspected", port);
+  for (const auto& sandbox : sets.sandboxes) {
+    batch.chain(NFT_MSG_NEWCHAIN, sandbox->chain, NLM_F_CREATE);
+    for (const ChainRule& rule : chain_rules(*sandbox))
+      batch.rule(NFT_MSG_NEWRULE, sandbox->chain, &rule, NLM_F_APPEND | NLM_F_CREATE);
+  }
+  for (const SourceEntry& entry : source_entries(sets)) batch.source(NFT_MSG_NEWSETELEM, entry);
+  // fast_path last (kernel/fast_path_sets.cpp write_fast_path, the same rules): the guards
+  // (daddr), then the source maps (saddr, their element's verdict).
+  struct Lookup {
+    bool v4;
+    uint32_t offset;
+    const char* set;
+    bool map;
+  };
+  for (Lookup l :
+       {Lookup{true, 16, "fp_guard4", false}, Lookup{false, 24, "fp_guard6", false},
+        Lookup{true, 12, "fp_by_source4", true}, Lookup{false, 8, "fp_by_source6", true}}) {
+    batch.fast_path_rule(
+        [l](RuleBuilder& r) {
+          r.family(l.v4);
+          r.payload(NFT_PAYLOAD_NETWORK_HEADER, l.offset, l.v4 ? 4 : 16);
+          r.lookup(l.set, l.map);
+          if (!l.map) r.verdict(NFT_GOTO, "fp_refuse");
+        },
+        l.set);
+  }
+  if (sets.refuse_unknown_sources)
+    batch.fast_path_rule([](RuleBuilder& r) { r.verdict(NFT_GOTO, "fp_refuse"); }, "refuse");
   return batch.commit();
 }
 

@@ -17,6 +17,12 @@ namespace egressd {
 // the kernel's error and the operation it refused; on error nothing changed.
 std::string nft_apply(const ChangePlan& plan, const std::string& table);
 
+// What nft_fill(sets, table, <the table's own fp_sb_* objects>) does, as one netlink batch:
+// the sandbox chains and sets already there are found by a dump of their names (not a read of
+// the whole table) and removed; the same result in `nft list`. Refuses (changing nothing) when
+// a sandbox has a set: that fill is nft_fill's.
+std::string nft_fill_netlink(const KernelSets& sets, const std::string& table);
+
 // The number of rules in `chain` of `table` (inet), or the error: what tells egressd that a
 // firewall reload emptied fast_path, without reading the rest of the table.
 std::string nft_rule_count(const std::string& table, const std::string& chain, size_t& count);

@@ -2323,18 +2323,19 @@ def kernel_table_refuses_at_syn_and_agrees_with_the_proxy():
 
 @test
 def kernel_table_changes_by_netlink_equal_nft_text():
-    """egressd sends a policy change to the kernel table as a netlink batch it builds itself
-    (kernel/nft_netlink.cpp), not as nft text: 300 random changes (allow lists growing past a
-    set and shrinking, sandboxes arriving, leaving, moving to the proxy, new sources, the last
-    addresses of both families) applied to one table through nft and to a twin through netlink
-    must list the same after every change."""
+    """egressd fills the kernel table and sends each policy change as netlink batches it builds
+    itself (kernel/nft_netlink.cpp), not as nft text: a fill, 300 random changes (allow lists
+    growing past a set and shrinking, sandboxes arriving, leaving, moving to the proxy, new
+    sources, the last addresses of both families) and a whole refill over what they left,
+    applied to one table through nft and to a twin through netlink, must list the same after
+    every step."""
     table = "egressd_cmp_e2e"
     tool = os.path.join(BUILD, "kernel_sets")
     try:
         r = ns("host", f"{tool} --generate 150 --table {table} --compare 300", check=False)
         assert r.returncode == 0, r.stderr[-3000:]
         result = json.loads(r.stdout.strip().splitlines()[-1])
-        assert result["compared"] == 300 and result["differences"] == 0, result
+        assert result["compared"] == 302 and result["differences"] == 0, result
         assert result["netlink_changes"] > 200, result  # most changes took the netlink path
     finally:
         for name in (table, table + "_nl"):
