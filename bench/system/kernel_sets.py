@@ -42,6 +42,7 @@ for title, key, fmt in [("allow elements (rules or set elements)", "allow_elemen
                         ("compile (ms)", "compile_ms", "{:.1f}"),
                         ("whole-table transaction, first load (ms)", "first_load_ms", "{:.0f}"),
                         ("whole-table transaction, replacing it (ms)", "replace_ms", "{:.0f}"),
+                        ("the same replacement as one netlink batch, as egressd sends it (ms)", "replace_netlink_ms", "{:.0f}"),
                         ("a policy change: compile again, unchanged sandboxes reused (ms)", "recompile_ms", "{:.1f}"),
                         ("a policy change: plan what to change (ms)", "plan_ms", "{:.2f}"),
                         ("one sandbox's change, nft text in-process (ms)", "one_sandbox_ms", "{:.1f}"),
