@@ -276,8 +276,7 @@ int main(int argc, char** argv) {
   }
   // The replacement as egressd sends it when no sandbox has a set: one netlink batch.
   double replace_netlink_ms = 0;
-  if (std::none_of(sets.sandboxes.begin(), sets.sandboxes.end(),
-                   [](const auto& s) { return has_set(*s); })) {
+  if (!sets.any_set()) {
     started = std::chrono::steady_clock::now();
     if (!(out = nft_fill_netlink(sets, table)).empty()) {
       std::cerr << "kernel_sets: the netlink fill was refused: " << out << "\n";
@@ -312,13 +311,11 @@ int main(int argc, char** argv) {
   }
   // Random changes through both paths, listings compared (each path's own table).
   size_t compared = 0, differences = 0, netlink_changes = 0;
-  bool has_sets = std::any_of(sets.sandboxes.begin(), sets.sandboxes.end(),
-                              [](const auto& s) { return has_set(*s); });
   if (compare_rounds) {
     std::string twin = table + "_nl";
     // The twin is filled as egressd fills it (a netlink batch, when no sandbox has a set).
     if (!(out = nft.run(nft_skeleton(twin, {}))).empty() ||
-        !(out = has_sets ? nft.run(nft_fill(sets, twin, {})) : nft_fill_netlink(sets, twin))
+        !(out = sets.any_set() ? nft.run(nft_fill(sets, twin, {})) : nft_fill_netlink(sets, twin))
              .empty()) {
       std::cerr << "kernel_sets: the twin table was refused: " << out.substr(0, 2000);
       return 1;

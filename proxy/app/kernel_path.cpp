@@ -1,6 +1,5 @@
 #include "app/kernel_path.hpp"
 
-#include <algorithm>
 #include <fstream>
 
 #include "core/log.hpp"
@@ -76,9 +75,7 @@ bool KernelPath::find_table(std::string& problem) {
 std::string KernelPath::fill(const KernelSets& next) {
   std::string problem;
   if (!find_table(problem)) return problem;
-  if (std::none_of(next.sandboxes.begin(), next.sandboxes.end(),
-                   [](const auto& sandbox) { return has_set(*sandbox); }))
-    return nft_fill_netlink(next, table_);
+  if (!next.any_set()) return nft_fill_netlink(next, table_);
   std::string listing;
   if (!(problem = nft_.run("list table inet " + table_ + "\n", &listing)).empty()) return problem;
   return nft_.run(nft_fill(next, table_, listed_objects(listing)));

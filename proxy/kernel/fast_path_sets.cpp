@@ -343,6 +343,11 @@ bool has_set(const SandboxSets& sandbox) {
   return !allow_set(sandbox, true).empty() || !allow_set(sandbox, false).empty();
 }
 
+bool KernelSets::any_set() const {
+  return std::any_of(sandboxes.begin(), sandboxes.end(),
+                     [](const auto& sandbox) { return has_set(*sandbox); });
+}
+
 std::string rule_text(const ChainRule& rule) {
   const char* family = rule.v4 ? "ip" : "ip6";
   switch (rule.kind) {

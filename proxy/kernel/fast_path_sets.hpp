@@ -73,6 +73,7 @@ struct KernelSets {
   std::vector<uint16_t> inspected;
   bool refuse_unknown_sources = true;
   size_t allow_elements() const;
+  bool any_set() const;  // a sandbox with a set (has_set): its fill is nft text's
 };
 
 // `inspected`: the inspect.tls and inspect.http ports (never in a fast-path element).

@@ -430,8 +430,7 @@ std::string list_sandbox_objects(const std::string& table, uint16_t type,
 }  // namespace
 
 std::string nft_fill_netlink(const KernelSets& sets, const std::string& table) {
-  for (const auto& sandbox : sets.sandboxes)
-    if (has_set(*sandbox)) return "nft_fill_netlink: a sandbox with a set is the text path's";
+  if (sets.any_set()) return "nft_fill_netlink: a sandbox with a set is the text path's";
   std::vector<std::string> chains, old_sets;
   if (std::string problem = list_sandbox_objects(table, NFT_MSG_GETCHAIN, chains); !problem.empty())
     return problem;
