@@ -165,20 +165,14 @@ class Batch {
   }
   // Without `rule`: every rule of the chain (a flush).
   void rule(uint16_t type, const std::string& chain, const ChainRule* rule, uint16_t flags) {
-    nftnl_rule* r = nftnl_rule_alloc();
-    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
-    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
+    nftnl_rule* r = new_rule(chain);
     if (rule) RuleBuilder{r}.write(*rule);
     nftnl_rule_nlmsg_build_payload(header(type, flags), r);
     nftnl_rule_free(r);
     close_message(rule ? "add rule " + chain + " " + rule_text(*rule) : "flush chain " + chain);
   }
   void set(uint16_t type, const std::string& name) {
-    nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, name.c_str());
+    nftnl_set* s = new_set(name);
     nftnl_set_nlmsg_build_payload(header(type, 0), s);
     nftnl_set_free(s);
     close_message(verb(type) + " set " + name);
@@ -188,7 +182,7 @@ class Batch {
   // address, as nft sends them.
   void interval(uint16_t type, const std::string& set, const AddressRange& range,
                 const std::string* verdict) {
-    nftnl_set* s = element_set(set);
+    nftnl_set* s = new_set(set);
     std::vector<uint8_t> start = address_bytes(range.low);
     nftnl_set_elem* e = nftnl_set_elem_alloc();
     nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, start.data(), static_cast<uint32_t>(start.size()));
@@ -215,7 +209,7 @@ class Batch {
              type == NFT_MSG_NEWSETELEM ? &entry.chain : nullptr);
   }
   void port(const std::string& set, uint16_t port) {
-    nftnl_set* s = element_set(set);
+    nftnl_set* s = new_set(set);
     std::vector<uint8_t> key = port_bytes(port);
     nftnl_set_elem* e = nftnl_set_elem_alloc();
     nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key.data(), static_cast<uint32_t>(key.size()));
@@ -224,14 +218,11 @@ class Batch {
   }
   // Every element of a set or map.
   void flush_set(const std::string& set) {
-    elements(NFT_MSG_DELSETELEM, element_set(set), "flush set " + set);
+    elements(NFT_MSG_DELSETELEM, new_set(set), "flush set " + set);
   }
   // A rule of fast_path (kernel/fast_path_sets.cpp write_fast_path).
   void fast_path_rule(const std::function<void(RuleBuilder&)>& write, const std::string& what) {
-    nftnl_rule* r = nftnl_rule_alloc();
-    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
-    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, "fast_path");
+    nftnl_rule* r = new_rule("fast_path");
     RuleBuilder builder{r};
     write(builder);
     nftnl_rule_nlmsg_build_payload(header(NFT_MSG_NEWRULE, NLM_F_APPEND | NLM_F_CREATE), r);
@@ -295,7 +286,15 @@ class Batch {
   size_t operations() const { return what_.size() - 1; }
 
  private:
-  nftnl_set* element_set(const std::string& name) {
+  // A rule or set of this table, to be filled in (the caller frees it).
+  nftnl_rule* new_rule(const std::string& chain) {
+    nftnl_rule* r = nftnl_rule_alloc();
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
+    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
+    return r;
+  }
+  nftnl_set* new_set(const std::string& name) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
