@@ -191,10 +191,27 @@ void KernelPath::refused(const KernelRefusal& refusal) {
   write(record, refusal.destination);
 }
 
+// What the access log could not show since the last tick, counted instead: refusals over
+// fp_refuse's log limit (its counter fp_unlogged; a reloaded table starts it at 0 again),
+// refusals lost on the NFLOG socket, overruns of the conntrack event socket.
+void KernelPath::count_unlogged() {
+  uint64_t packets = 0;
+  if (nft_counter_packets(table_, "fp_unlogged", packets).empty()) {
+    shared_.metrics.kernel_unlogged_refusals(packets >= unlogged_ ? packets - unlogged_ : packets);
+    unlogged_ = packets;
+  }
+  uint64_t lost = refusals_.lost(), overruns = events_.lost();
+  shared_.metrics.kernel_unlogged_refusals(lost - refusals_lost_);
+  shared_.metrics.kernel_event_overruns(overruns - event_overruns_);
+  refusals_lost_ = lost;
+  event_overruns_ = overruns;
+}
+
 void KernelPath::check() {
   {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
+    if (loaded_) count_unlogged();
     if (loaded_) {
       // A reload declares fast_path empty; egressd's fill never leaves it so.
       size_t rules = 0;

@@ -41,6 +41,7 @@ class KernelPath {
   void account(const KernelFlow& flow);
   void refused(const KernelRefusal& refusal);
   void revoke();
+  void count_unlogged();
 
   Shared& shared_;
   std::string table_;
@@ -53,6 +54,8 @@ class KernelPath {
   ConntrackEvents events_;
   int log_group_ = -1;  // from the table's fp_refuse
   RefusalLog refusals_;
+  uint64_t unlogged_ = 0;  // fp_unlogged's packets at the last tick
+  uint64_t refusals_lost_ = 0, event_overruns_ = 0;
 };
 
 }  // namespace egressd

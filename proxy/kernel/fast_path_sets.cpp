@@ -565,8 +565,11 @@ std::string nft_skeleton(std::string_view table, const std::vector<std::string>&
   out += "  set fp_inspected { type inet_service; }\n";
   out += "  map fp_by_source4 { type ipv4_addr : verdict; flags interval; }\n";
   out += "  map fp_by_source6 { type ipv6_addr : verdict; flags interval; }\n";
-  out += "  chain fp_refuse { limit rate 2000/second burst 2000 packets log group " +
-         std::to_string(log_group) + "; reject with tcp reset; }\n";
+  out += "  counter fp_unlogged { }\n";
+  out +=
+      "  chain fp_refuse { limit rate over 2000/second burst 2000 packets counter name "
+      "\"fp_unlogged\" reject with tcp reset; log group " +
+      std::to_string(log_group) + "; reject with tcp reset; }\n";
   out +=
       "  ct timeout fp_close4 { protocol tcp; l3proto ip; policy = { time_wait: 1, close: 1 }; }\n"
       "  ct timeout fp_close6 { protocol tcp; l3proto ip6; policy = { time_wait: 1, close: 1 }; "

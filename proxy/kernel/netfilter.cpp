@@ -315,16 +315,24 @@ void ConntrackEvents::stop() {
 namespace {
 
 int on_logged(struct nflog_g_handle*, struct nfgenmsg*, struct nflog_data* data, void* self) {
+  auto* log = static_cast<RefusalLog*>(self);
+  uint32_t number = 0;
+  if (nflog_get_seq(data, &number) == 0) log->sequence(number);
   char* payload = nullptr;
   int size = nflog_get_payload(data, &payload);
   KernelRefusal refusal;
   if (size > 0 &&
       parse_tcp_packet(reinterpret_cast<const uint8_t*>(payload), size_t(size), refusal))
-    static_cast<RefusalLog*>(self)->deliver(refusal);
+    log->deliver(refusal);
   return 0;
 }
 
 }  // namespace
+
+void RefusalLog::sequence(uint32_t number) {
+  if (last_sequence_) lost_.fetch_add(uint32_t(number - *last_sequence_ - 1));  // wraps at 2^32
+  last_sequence_ = number;
+}
 
 std::string RefusalLog::start(uint16_t group, std::function<void(const KernelRefusal&)> refused) {
   done_ = false;
@@ -341,6 +349,8 @@ std::string RefusalLog::start(uint16_t group, std::function<void(const KernelRef
   }
   nflog_set_mode(bound, NFULNL_COPY_PACKET, 80);  // the IP and TCP headers are enough
   nflog_set_qthresh(bound, 1);  // each at once (the kernel batches for up to 1 s otherwise)
+  nflog_set_flags(bound, NFULNL_CFG_F_SEQ);  // numbered: what the socket dropped shows as gaps
+  last_sequence_.reset();
   nflog_callback_register(bound, on_logged, this);
   int fd = nflog_fd(handle_);
   int buffer = 4 << 20;

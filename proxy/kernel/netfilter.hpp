@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
@@ -90,11 +91,17 @@ class RefusalLog {
   ~RefusalLog() { stop(); }
   std::string start(uint16_t group, std::function<void(const KernelRefusal&)> refused);
   void stop();
-  void deliver(const KernelRefusal& refusal) { refused_(refusal); }  // the thread's
+  // The thread's: each NFLOG message's sequence number (a gap since the previous one: messages
+  // the socket had no room for, counted in lost()), then the refusal it carries.
+  void sequence(uint32_t number);
+  void deliver(const KernelRefusal& refusal) { refused_(refusal); }
+  uint64_t lost() const { return lost_.load(); }
 
  private:
   nflog_handle* handle_ = nullptr;
   std::function<void(const KernelRefusal&)> refused_;
+  std::optional<uint32_t> last_sequence_;
+  std::atomic<uint64_t> lost_{0};
   std::atomic<bool> done_{false};
   std::thread thread_;
 };

@@ -4,6 +4,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <linux/netfilter.h>
@@ -363,16 +364,29 @@ std::string nft_apply(const ChangePlan& plan, const std::string& table) {
 
 namespace {
 
+// One request (a dump or a get) and its answers, each handed to `each`; empty or the error.
+std::string ask(nlmsghdr* nlh, std::vector<char>& buffer, mnl_cb_t each, void* data,
+                const std::string& what) {
+  Socket socket;
+  if (!socket.bind()) return errno_text("netlink socket");
+  if (mnl_socket_sendto(socket.nl, nlh, nlh->nlmsg_len) < 0) return errno_text("netlink send");
+  unsigned port = mnl_socket_get_portid(socket.nl);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(socket.nl, buffer.data(), buffer.size());
+    if (n < 0) return errno_text("netlink receive");
+    int rc = mnl_cb_run(buffer.data(), static_cast<size_t>(n), nlh->nlmsg_seq, port, each, data);
+    if (rc < 0) return errno_text(what);
+    if (rc == MNL_CB_STOP) return {};
+  }
+}
+
 // Every chain or set of `table` whose name starts with fp_sb_ (a dump of names, filtered by
 // table in the kernel).
 std::string list_sandbox_objects(const std::string& table, uint16_t type,
                                  std::vector<std::string>& names) {
-  Socket socket;
-  if (!socket.bind()) return errno_text("netlink socket");
   std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
-  uint32_t seq = 1;
   nlmsghdr* nlh =
-      nftnl_nlmsg_build_hdr(buffer.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, seq);
+      nftnl_nlmsg_build_hdr(buffer.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, 1);
   if (type == NFT_MSG_GETCHAIN) {
     nftnl_chain* c = nftnl_chain_alloc();
     nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
@@ -384,7 +398,6 @@ std::string list_sandbox_objects(const std::string& table, uint16_t type,
     nftnl_set_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
   }
-  if (mnl_socket_sendto(socket.nl, nlh, nlh->nlmsg_len) < 0) return errno_text("netlink send");
   // The kernel filters a set dump by table, not a chain dump: both are checked here.
   struct Found {
     uint16_t type;
@@ -415,15 +428,8 @@ std::string list_sandbox_objects(const std::string& table, uint16_t type,
     if (copy.rfind("fp_sb_", 0) == 0) f->names->push_back(std::move(copy));
     return MNL_CB_OK;
   };
-  unsigned port = mnl_socket_get_portid(socket.nl);
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(socket.nl, buffer.data(), buffer.size());
-    if (n < 0) return errno_text("netlink receive");
-    int rc = mnl_cb_run(buffer.data(), static_cast<size_t>(n), seq, port, each, &found);
-    if (rc < 0)
-      return errno_text(std::string("list ") + (type == NFT_MSG_GETCHAIN ? "chains" : "sets"));
-    if (rc == MNL_CB_STOP) return {};
-  }
+  return ask(nlh, buffer, each, &found,
+             std::string("list ") + (type == NFT_MSG_GETCHAIN ? "chains" : "sets"));
 }
 
 }  // namespace
@@ -488,30 +494,40 @@ std::string nft_fill_netlink(const KernelSets& sets, const std::string& table) {
 
 std::string nft_rule_count(const std::string& table, const std::string& chain, size_t& count) {
   count = 0;
-  Socket socket;
-  if (!socket.bind()) return errno_text("netlink socket");
   std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
-  uint32_t seq = 1;
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETRULE, NFPROTO_INET,
-                                        NLM_F_DUMP | NLM_F_ACK, seq);
+                                        NLM_F_DUMP | NLM_F_ACK, 1);
   nftnl_rule* r = nftnl_rule_alloc();
   nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
   nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
-  if (mnl_socket_sendto(socket.nl, nlh, nlh->nlmsg_len) < 0) return errno_text("netlink send");
-  unsigned port = mnl_socket_get_portid(socket.nl);
   auto counted = [](const nlmsghdr*, void* data) {
     ++*static_cast<size_t*>(data);
     return MNL_CB_OK;
   };
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(socket.nl, buffer.data(), buffer.size());
-    if (n < 0) return errno_text("netlink receive");
-    int rc = mnl_cb_run(buffer.data(), static_cast<size_t>(n), seq, port, counted, &count);
-    if (rc < 0) return errno_text("list chain " + chain);
-    if (rc == MNL_CB_STOP) return {};
-  }
+  return ask(nlh, buffer, counted, &count, "list chain " + chain);
+}
+
+std::string nft_counter_packets(const std::string& table, const std::string& counter,
+                                uint64_t& packets) {
+  std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETOBJ, NFPROTO_INET, NLM_F_ACK, 1);
+  nftnl_obj* o = nftnl_obj_alloc();
+  nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table.c_str());
+  nftnl_obj_set_str(o, NFTNL_OBJ_NAME, counter.c_str());
+  nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+  nftnl_obj_nlmsg_build_payload(nlh, o);
+  nftnl_obj_free(o);
+  auto read = [](const nlmsghdr* answer, void* data) {
+    nftnl_obj* got = nftnl_obj_alloc();
+    if (nftnl_obj_nlmsg_parse(answer, got) == 0 && nftnl_obj_is_set(got, NFTNL_OBJ_CTR_PKTS))
+      *static_cast<uint64_t*>(data) = nftnl_obj_get_u64(got, NFTNL_OBJ_CTR_PKTS);
+    nftnl_obj_free(got);
+    return MNL_CB_OK;
+  };
+  packets = 0;
+  return ask(nlh, buffer, read, &packets, "list counter " + counter);
 }
 
 }  // namespace egressd

@@ -6,6 +6,7 @@
 // (bench/RESULTS.md), spent while the control API's writer waits. The whole fill and the
 // sandboxes with sets (long allow lists) stay on the text path.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "kernel/fast_path_sets.hpp"
@@ -26,5 +27,10 @@ std::string nft_fill_netlink(const KernelSets& sets, const std::string& table);
 // The number of rules in `chain` of `table` (inet), or the error: what tells egressd that a
 // firewall reload emptied fast_path, without reading the rest of the table.
 std::string nft_rule_count(const std::string& table, const std::string& chain, size_t& count);
+
+// The packets named counter `counter` of `table` (inet) has counted, or the error (a table from
+// an older firewall.sh has no such counter).
+std::string nft_counter_packets(const std::string& table, const std::string& counter,
+                                uint64_t& packets);
 
 }  // namespace egressd

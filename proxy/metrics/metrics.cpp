@@ -221,6 +221,17 @@ Metrics::Metrics() {
                        "Time to connect to the origin (TCP; refused and timed-out included)");
   dns_lookup_ = histogram("egressd_dns_lookup_duration_seconds",
                           "DNS lookups sent upstream, from query to answer (cache hits excluded)");
+  auto& unlogged =
+      prometheus::BuildCounter()
+          .Name("egressd_kernel_unlogged_total")
+          .Help(
+              "fast_path kernel: refusals at SYN without an access-log line (over "
+              "fp_refuse's log limit or lost on the NFLOG socket), and overruns of the "
+              "conntrack event socket (each lost the lines of one or more finished "
+              "kernel flows)")
+          .Register(*registry_);
+  unlogged_refusals_ = &unlogged.Add({{"what", "refusal"}});
+  event_overruns_ = &unlogged.Add({{"what", "flow_event_overrun"}});
   reload_ok_ = &prometheus::BuildGauge()
                     .Name("egressd_config_last_reload_successful")
                     .Help("1 when the last configuration load (start or SIGHUP) succeeded")

@@ -60,6 +60,10 @@ class Metrics {
   // egressd_config_last_reload_successful: 1 after a start or a good SIGHUP, 0 while the last
   // SIGHUP's file was refused (an alert keeps firing until a good file is loaded).
   void config_reload(bool ok);
+  // egressd_kernel_unlogged_total{what}: what the kernel fast path decided or forwarded and the
+  // access log could not show (counted, since lines cannot be: the kernel did not hand them over).
+  void kernel_unlogged_refusals(uint64_t n) { unlogged_refusals_->Increment(double(n)); }
+  void kernel_event_overruns(uint64_t n) { event_overruns_->Increment(double(n)); }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
@@ -86,6 +90,8 @@ class Metrics {
   prometheus::Histogram* peek_ = nullptr;
   prometheus::Histogram* connect_ = nullptr;
   prometheus::Histogram* dns_lookup_ = nullptr;
+  prometheus::Counter* unlogged_refusals_ = nullptr;
+  prometheus::Counter* event_overruns_ = nullptr;
   prometheus::Gauge* reload_ok_ = nullptr;
   prometheus::Gauge* reload_time_ = nullptr;
 };

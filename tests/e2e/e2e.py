@@ -2364,6 +2364,26 @@ def probe(sandbox, targets):
     return json.loads(ns(sandbox, f"python3 {path} '{json.dumps(targets)}'").stdout)
 
 
+FLOOD = ("import errno, socket, sys, time\n"
+         "host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+         "sent, t = 0, time.time()\n"
+         "for _ in range(n):\n"
+         "  s = socket.socket(); s.setblocking(False)\n"
+         "  sent += s.connect_ex((host, port)) == errno.EINPROGRESS  # the SYN is out\n"
+         "  s.close()  # in SYN_SENT: gone without a packet, the reset finds no socket\n"
+         "print(sent, time.time() - t)\n")
+
+
+def syn_flood(sandbox, host, port, count):
+    """`count` SYNs from `sandbox` to host:port as fast as Python opens sockets, one each (the
+    socket is closed at once: no retransmission). (SYNs sent, seconds)."""
+    path = os.path.join(WORK, "flood.py")
+    with open(path, "w") as f:
+        f.write(FLOOD)
+    sent, seconds = ns(sandbox, f"python3 {path} {host} {port} {count}").stdout.split()
+    return int(sent), float(seconds)
+
+
 def egressd_sockets_to(address, port):
     """egressd's TCP sockets in the proxy host to address:port (a proxied flow has one)."""
     return [line for line in ns("host", "ss -tnH").stdout.splitlines()
@@ -2438,6 +2458,27 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         # refusals, and nothing else.
         assert metric_total("egressd_connections_total") == before_connections + 10, \
             (metric_total("egressd_connections_total"), before_connections)
+        # A SYN flood to a denied address: every SYN is reset, and each refusal has its line or,
+        # over fp_refuse's log limit (2000/s), is counted in egressd_kernel_unlogged_total:
+        # lines + unlogged == SYNs sent, exactly.
+        refusal = dict(dst="198.18.0.12", port=9000, kernel=True, verdict="deny")
+        lines_before = len(records_of_this_test(**refusal))
+        unlogged_before = metric_total('egressd_kernel_unlogged_total{what="refusal"}')
+        origin_before = len(origin_lines())
+        sent, seconds = syn_flood("sbx1", "198.18.0.12", 9000, 6000)
+        assert sent == 6000, sent
+
+        def unlogged():
+            return metric_total('egressd_kernel_unlogged_total{what="refusal"}') - unlogged_before
+
+        wait_for(lambda: len(records_of_this_test(**refusal)) - lines_before + unlogged() >= sent,
+                 "every flooded SYN logged or counted", 20)
+        lines = len(records_of_this_test(**refusal)) - lines_before
+        assert lines + unlogged() == sent and lines >= 2000, (lines, unlogged(), sent, seconds)
+        # Sent faster than the limit refills (6000 in under 2 s): some over it.
+        assert seconds >= 2 or unlogged() > 0, (lines, unlogged(), seconds)
+        assert metric_total('egressd_kernel_unlogged_total{what="flow_event_overrun"}') == 0
+        assert len(origin_lines()) == origin_before, "a flooded SYN reached the origin"
         # A policy change revokes live kernel flows (on_update: revoke), v4 and v6: their next
         # packet is reset.
         holder = hold_connection(go + "2")

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "kernel/netfilter.hpp"
 #include "kernel/packet.hpp"
 
 using namespace egressd;
@@ -67,4 +68,18 @@ TEST_CASE("Refused SYNs: addresses and port of IPv4 and IPv6, nothing else") {
   for (size_t cut = 0; cut < v6.size(); ++cut) CHECK_FALSE(parse_tcp_packet(v6.data(), cut, r));
   v4[0] = 0x55;
   CHECK_FALSE(parse_tcp_packet(v4.data(), v4.size(), r));
+}
+
+TEST_CASE("Refused SYNs: NFLOG sequence gaps count the messages the socket dropped") {
+  RefusalLog log;
+  CHECK(log.lost() == 0);
+  log.sequence(7);  // the first one seen: nothing before it is known to be lost
+  CHECK(log.lost() == 0);
+  log.sequence(8);
+  CHECK(log.lost() == 0);
+  log.sequence(12);  // 9, 10, 11 dropped
+  CHECK(log.lost() == 3);
+  log.sequence(0xffffffffu);
+  log.sequence(1);  // wrapped: 0 dropped
+  CHECK(log.lost() == 3 + (0xffffffffu - 13) + 1);
 }
