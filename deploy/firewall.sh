@@ -298,8 +298,27 @@ EOF
     icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } $set_mark accept comment "ICMP errors"
     counter drop comment "every other protocol"
   }
-}
 EOF
+  if [[ $fast_path == yes ]]; then
+    # A TCP segment forwarded towards a sandbox that opens no flow and belongs to none (its
+    # conntrack entry was deleted: a revoked kernel flow, or one that expired) answers its
+    # sender with a reset: a revoked flow's origin is told at its next packet, and nothing it
+    # sends after the revocation reaches the sandbox. Only conntrack's loose pickup makes such
+    # a segment "new"; a segment of a known flow never is.
+    echo
+    echo "  chain to_sandbox {"
+    echo "    type filter hook forward priority filter; policy accept;"
+    for i in "${ifaces[@]}"; do echo "    oifname $(nft_ifname "$i") jump orphan_segment"; done
+    if ((${#sources[@]})); then
+      echo "    ip daddr @sources4 jump orphan_segment"
+      echo "    ip6 daddr @sources6 jump orphan_segment"
+    fi
+    echo "  }"
+    echo "  chain orphan_segment {"
+    echo "    meta l4proto tcp ct state new tcp flags & (syn | rst) == 0 counter reject with tcp reset comment \"revoked or expired kernel flow: reset its origin\""
+    echo "  }"
+  fi
+  echo "}"
 }
 
 ipv6_enabled() {  # IPv6 is on for this interface (a prefix or a missing one: for new interfaces)

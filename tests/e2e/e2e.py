@@ -2374,6 +2374,23 @@ FLOOD = ("import errno, socket, sys, time\n"
          "print(sent, time.time() - t)\n")
 
 
+def start_ticker(host, port):
+    """A one-connection origin on host:port in the test's internet: it sends a byte every 20 ms
+    until sending fails, then prints the error's name (or "timeout": its sends stalled for 8 s,
+    the peer silent). Returns once it listens."""
+    ticker = subprocess.Popen(
+        f"ip netns exec {P}net python3 -c \"import socket, time\n"
+        f"l = socket.create_server(('{host}', {port})); print('listening', flush=True)\n"
+        "c, _ = l.accept(); c.settimeout(8)\n"
+        "try:\n  for _ in range(3000): c.sendall(b't'); time.sleep(0.02)\n  print('sent all')\n"
+        "except socket.timeout: print('timeout')\n"
+        "except OSError as e: print(type(e).__name__)\"",
+        shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    processes.append(ticker)
+    assert ticker.stdout.readline().strip() == "listening"
+    return ticker
+
+
 def syn_flood(sandbox, host, port, count):
     """`count` SYNs from `sandbox` to host:port as fast as Python opens sockets, one each (the
     socket is closed at once: no retransmission). (SYNs sent, seconds)."""
@@ -2494,6 +2511,24 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         assert rec["kernel"] is True and rec["verdict"] == "deny", rec
         rec = last_record(dst="fd00:198::11", port=9000, reason="revoked")
         assert rec["kernel"] is True and rec["verdict"] == "deny", rec
+        # The revoked flow's origin is told too: an origin that keeps sending (a download) gets
+        # a reset at its next segment (firewall.sh's orphan_segment), instead of its data still
+        # reaching the sandbox until the sandbox itself sends and is reset.
+        ticker = start_ticker("198.18.0.11", 9500)
+        ctl("set", "one", *without_9000, "--allow", "198.18.0.11:9500")
+        reader = subprocess.Popen(
+            f"ip netns exec {P}sbx1 python3 -c \"import socket\n"
+            "s = socket.create_connection(('198.18.0.11', 9500)); s.settimeout(3); s.recv(1)\n"
+            "print('open', flush=True)\n"
+            "try:\n  while s.recv(4096): pass\n  print('eof')\n"
+            "except OSError as e: print(type(e).__name__)\"",
+            shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        processes.append(reader)
+        assert reader.stdout.readline().strip() == "open"
+        ctl("set", "one", *without_9000)
+        told = ticker.communicate(timeout=15)[0].split()
+        assert told and told[-1] in ("ConnectionResetError", "BrokenPipeError"), told
+        reader.communicate(timeout=10)
         # ... and the next connection is refused at SYN, while 9001 now passes in the kernel.
         (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
         assert what == "ConnectionRefusedError", what
