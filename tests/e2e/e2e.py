@@ -2059,27 +2059,33 @@ def systemd_readiness_json_logs_process_metrics_and_access_log_fields():
             start_egressd()
 
 
+def background_python(namespace, code, ready):
+    """`code` run by python3 in `namespace` (no shell in between), cleaned up with the test's
+    processes; returns once it has printed the line `ready`."""
+    process = subprocess.Popen(["ip", "netns", "exec", P + namespace, "python3", "-c", code],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    processes.append(process)
+    assert process.stdout.readline().strip() == ready
+    return process
+
+
 def hold_connection(go, sandbox="sbx1", host="198.18.0.11"):
     """A long-lived relayed connection from `sandbox` to host:9000, opened now; it sends
     again and prints both echoes once the file `go` exists."""
-    holder = subprocess.Popen(
-        f"ip netns exec {P}{sandbox} python3 -c \"import os, socket, time\n"
-        f"s = socket.create_connection(('{host}', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
-        "print('open', flush=True)\n"
-        f"while not os.path.exists('{go}'): time.sleep(0.05)\n"
-        "s.sendall(b'after!'); b = s.recv(6); print(a.decode(), b.decode(), flush=True)\"",
-        shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    processes.append(holder)
-    assert holder.stdout.readline().strip() == "open"
-    return holder
+    return background_python(sandbox, "import os, socket, time\n"
+                             f"s = socket.create_connection(('{host}', 9000)); s.sendall(b'before'); a = s.recv(6)\n"
+                             "print('open', flush=True)\n"
+                             f"while not os.path.exists('{go}'): time.sleep(0.05)\n"
+                             "s.sendall(b'after!'); b = s.recv(6); print(a.decode(), b.decode(), flush=True)",
+                             "open")
 
 
 def connection_loop(seconds):
     """New connections from sbx1 without a pause: TCP echo through the fast path and HTTPS
     through the TLS inspection. Every failure is counted, none retried. Prints "running"
     after the first round, then a JSON summary at the end."""
-    loop = subprocess.Popen(
-        f"ip netns exec {P}sbx1 python3 -c \"import json, socket, ssl, time\n"
+    return background_python(
+        "sbx1", "import json, socket, ssl, time\n"
         f"ok = failed = 0; errors = []; end = time.time() + {seconds}\n"
         "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
         "while time.time() < end:\n"
@@ -2087,16 +2093,13 @@ def connection_loop(seconds):
         "    s = socket.create_connection(('198.18.0.11', 9000), timeout=3); s.sendall(b'ping')\n"
         "    assert s.recv(4) == b'ping'; s.close()\n"
         "    t = ctx.wrap_socket(socket.create_connection(('198.18.0.10', 443), timeout=3), server_hostname='api.github.com')\n"
-        "    t.sendall(b'GET / HTTP/1.1\\\\r\\\\nHost: api.github.com\\\\r\\\\nConnection: close\\\\r\\\\n\\\\r\\\\n')\n"
+        "    t.sendall(b'GET / HTTP/1.1\\r\\nHost: api.github.com\\r\\nConnection: close\\r\\n\\r\\n')\n"
         "    assert b'origin api.github.com' in t.recv(4096); t.close(); ok += 1\n"
         "  except Exception as e:\n"
         "    failed += 1; errors.append(repr(e))\n"
         "  if ok + failed == 1: print('running', flush=True)\n"
-        "print(json.dumps({'ok': ok, 'failed': failed, 'errors': errors[:5]}))\"",
-        shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    processes.append(loop)
-    assert loop.stdout.readline().strip() == "running"
-    return loop
+        "print(json.dumps({'ok': ok, 'failed': failed, 'errors': errors[:5]}))",
+        "running")
 
 
 def loop_result(loop):
@@ -2378,17 +2381,13 @@ def start_ticker(host, port):
     """A one-connection origin on host:port in the test's internet: it sends a byte every 20 ms
     until sending fails, then prints the error's name (or "timeout": its sends stalled for 8 s,
     the peer silent). Returns once it listens."""
-    ticker = subprocess.Popen(
-        f"ip netns exec {P}net python3 -c \"import socket, time\n"
-        f"l = socket.create_server(('{host}', {port})); print('listening', flush=True)\n"
-        "c, _ = l.accept(); c.settimeout(8)\n"
-        "try:\n  for _ in range(3000): c.sendall(b't'); time.sleep(0.02)\n  print('sent all')\n"
-        "except socket.timeout: print('timeout')\n"
-        "except OSError as e: print(type(e).__name__)\"",
-        shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    processes.append(ticker)
-    assert ticker.stdout.readline().strip() == "listening"
-    return ticker
+    return background_python("net", "import socket, time\n"
+                             f"l = socket.create_server(('{host}', {port})); print('listening', flush=True)\n"
+                             "c, _ = l.accept(); c.settimeout(8)\n"
+                             "try:\n  for _ in range(3000): c.sendall(b't'); time.sleep(0.02)\n  print('sent all')\n"
+                             "except socket.timeout: print('timeout')\n"
+                             "except OSError as e: print(type(e).__name__)",
+                             "listening")
 
 
 def syn_flood(sandbox, host, port, count):
@@ -2516,15 +2515,12 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         # reaching the sandbox until the sandbox itself sends and is reset.
         ticker = start_ticker("198.18.0.11", 9500)
         ctl("set", "one", *without_9000, "--allow", "198.18.0.11:9500")
-        reader = subprocess.Popen(
-            f"ip netns exec {P}sbx1 python3 -c \"import socket\n"
-            "s = socket.create_connection(('198.18.0.11', 9500)); s.settimeout(3); s.recv(1)\n"
-            "print('open', flush=True)\n"
-            "try:\n  while s.recv(4096): pass\n  print('eof')\n"
-            "except OSError as e: print(type(e).__name__)\"",
-            shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
-        processes.append(reader)
-        assert reader.stdout.readline().strip() == "open"
+        reader = background_python("sbx1", "import socket\n"
+                                   "s = socket.create_connection(('198.18.0.11', 9500)); s.settimeout(3); s.recv(1)\n"
+                                   "print('open', flush=True)\n"
+                                   "try:\n  while s.recv(4096): pass\n  print('eof')\n"
+                                   "except OSError as e: print(type(e).__name__)",
+                                   "open")
         ctl("set", "one", *without_9000)
         told = ticker.communicate(timeout=15)[0].split()
         assert told and told[-1] in ("ConnectionResetError", "BrokenPipeError"), told
