@@ -42,11 +42,13 @@ struct Shared {
   std::atomic<bool> draining{false};
   Interception intercept;           // set once at start, before any worker runs
   std::function<void()> published;  // fast_path: kernel's sync; set once at start
+  std::function<std::vector<KernelFlow>()> kernel_flows;  // fast_path: kernel's live flows
 
   ControlContext control() {
-    return ControlContext{store,    settings, registry,
-                          denials,  metrics,  intercept.ca ? intercept.ca->pem() : std::string(),
-                          published};
+    return ControlContext{store,     settings,
+                          registry,  denials,
+                          metrics,   intercept.ca ? intercept.ca->pem() : std::string(),
+                          published, kernel_flows};
   }
 };
 

@@ -146,9 +146,40 @@ AccessRecord KernelPath::decided_again(const IpAddress& source, const IpAddress&
   return record;
 }
 
-void KernelPath::write(AccessRecord& record, const IpAddress& destination) {
-  record.id = shared_.next_serial.fetch_add(1);
+// A flow's line carries the id /v1/connections showed for it, if it was listed.
+void KernelPath::write(AccessRecord& record, const KernelFlow* flow, const IpAddress& destination) {
+  record.id = 0;
+  if (flow) {
+    std::lock_guard lock(listed_mutex_);
+    if (auto at = listed_.find({flow->conntrack_id, flow->source_port}); at != listed_.end()) {
+      record.id = at->second;
+      listed_.erase(at);
+    }
+  }
+  if (record.id == 0) record.id = shared_.next_serial.fetch_add(1);
   shared_.outcomes.finished(record, destination);
+}
+
+std::vector<KernelFlow> KernelPath::live() {
+  uint32_t mark = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!loaded_ || stopped_) return {};
+    mark = mark_;
+  }
+  auto dumped = conntrack_flows(mark);
+  auto* flows = std::get_if<std::vector<KernelFlow>>(&dumped);
+  if (!flows) return {};
+  std::lock_guard lock(listed_mutex_);
+  std::map<std::pair<uint32_t, uint16_t>, uint64_t> listed;
+  for (KernelFlow& flow : *flows) {
+    std::pair key{flow.conntrack_id, flow.source_port};
+    auto at = listed_.find(key);
+    flow.serial = at != listed_.end() ? at->second : shared_.next_serial.fetch_add(1);
+    listed.emplace(key, flow.serial);
+  }
+  listed_ = std::move(listed);  // those that ended without a line (a lost event) are forgotten
+  return std::move(*flows);
 }
 
 // Every kernel-forwarded flow that is still open is decided again; the denied ones lose their
@@ -161,7 +192,7 @@ void KernelPath::revoke() {
     record.reason = Reason::revoked;
     record.bytes_up = flow.bytes_up;
     record.bytes_down = flow.bytes_down;
-    write(record, flow.destination);
+    write(record, &flow, flow.destination);
     return true;
   });
   if (auto* problem = std::get_if<std::string>(&result))
@@ -180,7 +211,7 @@ void KernelPath::account(const KernelFlow& flow) {
     record.duration_ms = std::chrono::duration<double, std::milli>(flow.stop - flow.start).count();
   shared_.metrics.bytes_up(static_cast<double>(flow.bytes_up));
   shared_.metrics.bytes_down(static_cast<double>(flow.bytes_down));
-  write(record, flow.destination);
+  write(record, &flow, flow.destination);
 }
 
 // One SYN the kernel refused: its line, counts and denial, as the proxy would have written them.
@@ -188,7 +219,7 @@ void KernelPath::refused(const KernelRefusal& refusal) {
   AccessRecord record = decided_again(refusal.source, refusal.destination, refusal.port);
   if (record.verdict == Verdict::allow) return;  // a change since: the kernel has it now
   record.start = std::chrono::system_clock::now();
-  write(record, refusal.destination);
+  write(record, nullptr, refusal.destination);
 }
 
 // What the access log could not show since the last tick, counted instead: refusals over

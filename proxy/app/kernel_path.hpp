@@ -6,9 +6,11 @@
 // per finished kernel-forwarded flow from conntrack's destroy events.
 // Until the table is there (firewall.sh up --fast-path), the proxy decides everything, and a
 // timer tries again; a firewall reload (which empties the table) is noticed the same way.
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "app/daemon.hpp"
 #include "kernel/fast_path_sets.hpp"
@@ -32,12 +34,15 @@ class KernelPath {
   // A stopping egressd empties fast_path (new connections go to TPROXY, where nobody
   // listens: closed); one handing over to a new process leaves it to that one.
   void stop(bool handed_over);
+  // The kernel-forwarded flows open now (GET /v1/connections), each with the id its
+  // access-log line will carry; none until the table is filled.
+  std::vector<KernelFlow> live();
 
  private:
   bool find_table(std::string& problem);
   std::string fill(const KernelSets& next);
   AccessRecord decided_again(const IpAddress& source, const IpAddress& destination, uint16_t port);
-  void write(AccessRecord& record, const IpAddress& destination);
+  void write(AccessRecord& record, const KernelFlow* flow, const IpAddress& destination);
   void account(const KernelFlow& flow);
   void refused(const KernelRefusal& refusal);
   void revoke();
@@ -56,6 +61,10 @@ class KernelPath {
   RefusalLog refusals_;
   uint64_t unlogged_ = 0;  // fp_unlogged's packets at the last tick
   uint64_t refusals_lost_ = 0, event_overruns_ = 0;
+  // The ids live() gave, by conntrack id and source port, until the flow's line is written
+  // (or a later live() no longer finds it).
+  std::mutex listed_mutex_;
+  std::map<std::pair<uint32_t, uint16_t>, uint64_t> listed_;
 };
 
 }  // namespace egressd

@@ -336,6 +336,7 @@ int run_server(Config config, Takeover takeover) {
     kernel.emplace(shared);
     kernel->sync();
     shared.published = [&kernel] { kernel->sync(); };
+    shared.kernel_flows = [&kernel] { return kernel->live(); };
   }
   ControlApi api(shared.control(), state);
   ControlServer control(api, config.listen.control);

@@ -416,6 +416,29 @@ ControlResponse ControlApi::records(const NativeCall& call, bool connections) {
             std::chrono::duration_cast<std::chrono::milliseconds>(now - live->started).count()}});
       if (host_wide) list.back()["sandbox"] = owner(live->sandbox);
     }
+    // fast_path: kernel: the flows the kernel forwards, phase "kernel" (no name: decided by
+    // address at SYN), with conntrack's byte counts so far.
+    for (const KernelFlow& flow :
+         ctx_.kernel_flows ? ctx_.kernel_flows() : std::vector<KernelFlow>{}) {
+      const Sandbox* of = snapshot->find_by_source(flow.source);
+      std::string id = of ? of->id : std::string();
+      if (!host_wide && id != sandbox->second) continue;
+      auto started = flow.start.time_since_epoch().count() ? flow.start : now;
+      list.push_back(
+          {{"id", flow.serial},
+           {"src", endpoint_text(flow.source, flow.source_port)},
+           {"dst", flow.destination.to_string()},
+           {"port", flow.port},
+           {"proto", "tcp"},
+           {"name", nullptr},
+           {"phase", "kernel"},
+           {"started", iso_time(started)},
+           {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count()},
+           {"kernel", true},
+           {"bytes_up", flow.bytes_up},
+           {"bytes_down", flow.bytes_down}});
+      if (host_wide) list.back()["sandbox"] = owner(id);
+    }
     if (host_wide) return reply(200, {{"connections", list}});
     return reply(200, {{"sandbox", sandbox->second}, {"connections", list}});
   }

@@ -2,8 +2,10 @@
 // What the control API needs from the daemon: the store it writes, the settings a reload
 // publishes, and the records it reads (live connections, denials, counters). Built by app/.
 #include <functional>
+#include <vector>
 
 #include "config/settings.hpp"
+#include "kernel/flow.hpp"
 #include "metrics/metrics.hpp"
 #include "policy/policy_store.hpp"
 #include "record/connection_registry.hpp"
@@ -22,6 +24,9 @@ struct ControlContext {
   // After every change of the policies or settings, under the write lock and before the API
   // answers (fast_path: kernel brings the kernel's sets up to date); empty: nothing to do.
   std::function<void()> published = {};
+  // fast_path: kernel: the flows the kernel forwards now, listed by GET /v1/connections
+  // (egressd holds no socket for them); empty: none.
+  std::function<std::vector<KernelFlow>()> kernel_flows = {};
 };
 
 }  // namespace egressd

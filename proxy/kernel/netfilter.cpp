@@ -148,6 +148,7 @@ bool read_flow(const nf_conntrack* ct, uint32_t mark, KernelFlow& flow) {
     flow.start = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_START));
   if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0)
     flow.stop = from_ns(nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP));
+  if (nfct_attr_is_set(ct, ATTR_ID) > 0) flow.conntrack_id = nfct_get_attr_u32(ct, ATTR_ID);
   if (nfct_attr_is_set(ct, ATTR_TCP_STATE) > 0) {
     uint8_t state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
     flow.closed = state == TCP_CONNTRACK_TIME_WAIT || state == TCP_CONNTRACK_CLOSE;
@@ -237,6 +238,16 @@ std::variant<size_t, std::string> conntrack_revoke(
   }
   if (!problem.empty()) return problem;
   return deleted;
+}
+
+std::variant<std::vector<KernelFlow>, std::string> conntrack_flows(uint32_t mark) {
+  std::vector<KernelFlow> flows;
+  auto listed = conntrack_revoke(mark, [&](const KernelFlow& flow) {
+    flows.push_back(flow);
+    return false;  // none deleted: a listing
+  });
+  if (auto* problem = std::get_if<std::string>(&listed)) return *problem;
+  return flows;
 }
 
 namespace {

@@ -11,8 +11,10 @@
 #include <string>
 #include <thread>
 #include <variant>
+#include <vector>
 
 #include "core/ip.hpp"
+#include "kernel/flow.hpp"
 #include "kernel/packet.hpp"
 
 struct nft_ctx;
@@ -44,22 +46,14 @@ class Nft {
 // when the transaction was applied.
 int nft_run_stdio();
 
-// One TCP connection the kernel forwarded, as conntrack knows it (original direction: the
-// sandbox's). Bytes need net.netfilter.nf_conntrack_acct=1, times nf_conntrack_timestamp=1.
-struct KernelFlow {
-  IpAddress source, destination;
-  uint16_t source_port = 0, port = 0;
-  uint64_t bytes_up = 0, bytes_down = 0;
-  std::chrono::system_clock::time_point start{};  // epoch: unknown
-  std::chrono::system_clock::time_point stop{};
-  bool closed = false;  // TIME_WAIT or CLOSE: over, conntrack just remembers it a while
-};
-
 // Deletes the tracked TCP connections carrying `mark` that `revoke` picks (their next packet
 // finds no connection and goes to TPROXY, where nothing knows it: a reset). The number
 // deleted, or what failed.
 std::variant<size_t, std::string> conntrack_revoke(
     uint32_t mark, const std::function<bool(const KernelFlow&)>& revoke);
+
+// The live (not closed) tracked TCP connections carrying `mark`: one dump, both families.
+std::variant<std::vector<KernelFlow>, std::string> conntrack_flows(uint32_t mark);
 
 // The tracked TCP connections carrying `mark` (filtered in the kernel) as they finish, from
 // their destroy events (counters and times), on a thread of its own, each handed to

@@ -2439,14 +2439,24 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         # Allowed: forwarded with the sandbox's own source address, v4 and v6.
         assert through("sbx1", "198.18.0.11") == "10.200.1.2"
         assert through("sbx1", "fd00:198::11") == "fd00:200:1::2"
-        # A live one: egressd has no socket for it and does not list it.
+        # A live one: egressd has no socket for it, yet lists it (phase "kernel", from
+        # conntrack), under the same id each time and in its access-log line.
         go = os.path.join(WORK, "kernel-go")
         holder = hold_connection(go)
         assert not egressd_sockets_to("198.18.0.11", 9000), ns("host", "ss -tnH").stdout
-        assert not [c for c in connections_of("one") if c["port"] == 9000]
+        listed = [c for c in connections_of("one") if c["port"] == 9000]
+        assert len(listed) == 1, listed
+        live = listed[0]
+        assert live["phase"] == "kernel" and live["kernel"] is True and live["proto"] == "tcp", live
+        assert live["src"].startswith("10.200.1.2:") and live["dst"] == "198.18.0.11", live
+        assert live["bytes_up"] > 0 and live["bytes_down"] > 0 and live["age_ms"] >= 0, live
+        host_wide = [c for c in api("GET", "/v1/connections")[1]["connections"] if c.get("kernel")]
+        assert [(c["id"], c["sandbox"]) for c in host_wide] == [(live["id"], "one")], host_wide
+        assert not [c for c in connections_of("two") if c.get("kernel")]
         open(go, "w").close()
         assert holder.communicate(timeout=10)[0].split() == ["before", "after!"]
-        rec = last_record(dst="198.18.0.11", port=9000, kernel=True)
+        rec = last_record(dst="198.18.0.11", port=9000, kernel=True, id=live["id"])  # its own line
+        assert not [c for c in connections_of("one") if c["port"] == 9000]  # over: gone
         assert rec["sandbox"] == "one" and rec["src"] == "10.200.1.2" and rec["verdict"] == "allow", rec
         assert rec["reason"] == "allowed_address" and rec["rule"] == "198.18.0.11:9000-9003", rec
         # conntrack counts IP bytes: the 12 bytes each way plus headers, not more than a few KB.
@@ -2501,15 +2511,17 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         holder6 = hold_connection(go + "2", host="fd00:198::11")
         without_9000 = ["--source", "10.200.1.2", "--source", "fd00:200:1::2", "--allow", "pypi.org",
                         "--allow", "198.18.0.11:9001", "--allow", "*.github.com", "--deny", "gist.github.com"]
+        ids = {c["dst"]: c["id"] for c in connections_of("one") if c.get("kernel")}
+        assert set(ids) == {"198.18.0.11", "fd00:198::11"}, ids
         ctl("set", "one", *without_9000)
+        assert not [c for c in connections_of("one") if c.get("kernel")]  # revoked: none left
         open(go + "2", "w").close()
         for h in (holder, holder6):
             out = h.communicate(timeout=10)[0]
             assert h.returncode != 0 and "after!" not in out, out  # reset, never echoed
-        rec = last_record(dst="198.18.0.11", port=9000, reason="revoked")
-        assert rec["kernel"] is True and rec["verdict"] == "deny", rec
-        rec = last_record(dst="fd00:198::11", port=9000, reason="revoked")
-        assert rec["kernel"] is True and rec["verdict"] == "deny", rec
+        for dst in ids:
+            rec = last_record(dst=dst, port=9000, reason="revoked")
+            assert rec["kernel"] is True and rec["verdict"] == "deny" and rec["id"] == ids[dst], (rec, ids)
         # The revoked flow's origin is told too: an origin that keeps sending (a download) gets
         # a reset at its next segment (firewall.sh's orphan_segment), instead of its data still
         # reaching the sandbox until the sandbox itself sends and is reset.
