@@ -247,6 +247,8 @@ EOF
   # reset all the same and counted in fp_unlogged (egressd_kernel_unlogged_total).
   counter fp_unlogged { }
   chain fp_refuse { limit rate over 2000/second burst 2000 packets counter name "fp_unlogged" reject with tcp reset; log group $fast_log_group; reject with tcp reset; }
+  # A sandbox at its limit of kernel-forwarded connections (limits.max_connections_per_sandbox).
+  chain fp_limit { limit rate over 2000/second burst 2000 packets counter name "fp_unlogged" reject with tcp reset; log prefix "connection_limit" group $fast_log_group; reject with tcp reset; }
   ct timeout fp_close4 { protocol tcp; l3proto ip; policy = { time_wait: 1, close: 1 }; }
   ct timeout fp_close6 { protocol tcp; l3proto ip6; policy = { time_wait: 1, close: 1 }; }
   chain fp_allow { meta nfproto ipv4 ct timeout set "fp_close4"; meta nfproto ipv6 ct timeout set "fp_close6"; ct mark set ct mark | $fast_mark meta mark set meta mark | $fast_mark accept; }

@@ -111,6 +111,8 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
           some.allow6.pop_back();
         else
           some.allow6.push_back(allowed6());
+        // and its connection limit (the connlimit rule) changed, now and then dropped
+        some.connection_limit = random() % 4 ? static_cast<uint32_t>(1 + random() % 100000) : 0;
         break;
       case 2:
         next.sandboxes.erase(next.sandboxes.begin() + static_cast<std::ptrdiff_t>(at));
@@ -126,6 +128,7 @@ KernelSets mutated(const KernelSets& sets, std::mt19937& random, size_t round) {
         }
         fresh.allow4 = {allowed4()};
         if (random() % 2) fresh.allow6 = {allowed6()};
+        fresh.connection_limit = 4096;
         next.sandboxes.push_back(std::make_shared<SandboxSets>(std::move(fresh)));
         break;
       }
@@ -227,12 +230,15 @@ int main(int argc, char** argv) {
   auto snapshot = store.snapshot();
 
   started = std::chrono::steady_clock::now();
-  KernelSets sets = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected);
+  uint32_t limit = config.limits.max_connections_per_sandbox;
+  KernelSets sets =
+      compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected, nullptr, limit);
   double compile_ms = millis_since(started);
   // What a policy change costs before any transaction: the compile that reuses every unchanged
   // sandbox, and the plan of what changed (nothing, here).
   started = std::chrono::steady_clock::now();
-  KernelSets again = compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected, &sets);
+  KernelSets again =
+      compile_kernel_sets(*snapshot, guard, config.unknown_source, inspected, &sets, limit);
   double recompile_ms = millis_since(started);
   started = std::chrono::steady_clock::now();
   bool nothing = plan_change(sets, again).empty();

@@ -86,8 +86,22 @@ void KernelPath::sync() {
   if (stopped_) return;
   auto settings = shared_.settings.load();
   auto snapshot = shared_.store.snapshot();
-  KernelSets next = compile_kernel_sets(*snapshot, settings->guard, settings->unknown_source,
-                                        inspected_ports(*settings), loaded_ ? &*loaded_ : nullptr);
+  if (!loaded_) {  // a table from an older firewall.sh has no fp_limit: no limit then
+    size_t rules = 0;
+    bool had = limit_chain_;
+    limit_chain_ = nft_rule_count(table_, "fp_limit", rules).empty() && rules > 0;
+    if (had != limit_chain_ || !limit_said_) {
+      limit_said_ = true;
+      if (!limit_chain_)
+        log_line("fast_path kernel: table inet " + table_ +
+                 " has no chain fp_limit (firewall.sh older than egressd): kernel-forwarded "
+                 "connections are not limited per sandbox; re-run firewall.sh up --fast-path");
+    }
+  }
+  uint32_t limit = limit_chain_ ? settings->max_connections_per_sandbox : 0;
+  KernelSets next =
+      compile_kernel_sets(*snapshot, settings->guard, settings->unknown_source,
+                          inspected_ports(*settings), loaded_ ? &*loaded_ : nullptr, limit);
   std::string problem;
   bool incremental = loaded_ && same_globals(*loaded_, next);
   bool changed = !incremental;
@@ -217,6 +231,11 @@ void KernelPath::account(const KernelFlow& flow) {
 // One SYN the kernel refused: its line, counts and denial, as the proxy would have written them.
 void KernelPath::refused(const KernelRefusal& refusal) {
   AccessRecord record = decided_again(refusal.source, refusal.destination, refusal.port);
+  if (refusal.over_limit) {  // fp_limit's: whatever the policy says, the sandbox was full
+    record.verdict = Verdict::deny;
+    record.reason = Reason::connection_limit;
+    record.rule.clear();
+  }
   if (record.verdict == Verdict::allow) return;  // a change since: the kernel has it now
   record.start = std::chrono::system_clock::now();
   write(record, nullptr, refusal.destination);

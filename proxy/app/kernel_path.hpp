@@ -56,6 +56,8 @@ class KernelPath {
   std::optional<KernelSets> loaded_;  // what the kernel holds now
   std::string last_problem_;          // said once, not every tick
   bool stopped_ = false;
+  bool limit_chain_ = false;  // the table has fp_limit (firewall.sh of this version)
+  bool limit_said_ = false;
   ConntrackEvents events_;
   int log_group_ = -1;  // from the table's fp_refuse
   RefusalLog refusals_;

@@ -181,7 +181,7 @@ size_t KernelSets::allow_elements() const {
 
 KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
                                Verdict unknown_source, const std::vector<uint16_t>& inspected,
-                               const KernelSets* previous) {
+                               const KernelSets* previous, uint32_t connection_limit) {
   KernelSets sets;
   sets.refuse_unknown_sources = unknown_source == Verdict::deny;
   sets.inspected = inspected;
@@ -209,7 +209,8 @@ KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
       return;
     }
     if (auto same = reusable.find(sandbox.id);
-        same != reusable.end() && (*same->second)->generation == sandbox.generation) {
+        same != reusable.end() && (*same->second)->generation == sandbox.generation &&
+        (*same->second)->connection_limit == connection_limit) {
       sets.sandboxes.push_back(*same->second);
       return;
     }
@@ -220,6 +221,7 @@ KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
     entry->sources = source_ranges(sandbox);
     entry->allow4 = allowed(sandbox, Family::v4, sets.inspected);
     entry->allow6 = allowed(sandbox, Family::v6, sets.inspected);
+    entry->connection_limit = connection_limit;
     sets.sandboxes.push_back(std::move(entry));
   });
   std::sort(sets.sandboxes.begin(), sets.sandboxes.end(),
@@ -327,6 +329,10 @@ std::string allow_set(const SandboxSets& sandbox, bool v4) {
 // kernel far more to create (10,000 concatenated-interval sets: minutes here) than rules do.
 std::vector<ChainRule> chain_rules(const SandboxSets& sandbox) {
   std::vector<ChainRule> rules = {{ChainRule::Kind::inspected}, {ChainRule::Kind::mapped, false}};
+  // Counts every SYN the chain decides (a refused one's entry is never confirmed: it goes), so
+  // only its live kernel flows hold places; the proxy's connections are the proxy's to count.
+  if (sandbox.connection_limit)
+    rules.push_back({ChainRule::Kind::limit, true, {}, {}, sandbox.connection_limit});
   for (bool v4 : {true, false}) {
     if (std::string set = allow_set(sandbox, v4); !set.empty()) {
       rules.push_back({ChainRule::Kind::allow_set, v4, {}, set});
@@ -360,6 +366,8 @@ std::string rule_text(const ChainRule& rule) {
              " tcp dport " + ports_text(rule.allowed.ports) + " goto fp_allow";
     case ChainRule::Kind::allow_set:
       return std::string(family) + " daddr . tcp dport @" + rule.set + " goto fp_allow";
+    case ChainRule::Kind::limit:
+      return "ct count over " + std::to_string(rule.limit) + " goto fp_limit";
     case ChainRule::Kind::refuse:
       break;
   }
@@ -485,7 +493,9 @@ ChangePlan plan_change(const KernelSets& loaded, const KernelSets& next) {
       ++i, ++j;
       if (before == after) continue;
       sources_of(before, after);
-      if (before->allow4 == after->allow4 && before->allow6 == after->allow6) continue;
+      if (before->allow4 == after->allow4 && before->allow6 == after->allow6 &&
+          before->connection_limit == after->connection_limit)
+        continue;
       plan.written.push_back(after);
       for (bool v4 : {true, false}) {
         std::string had = allow_set(*before, v4);
@@ -569,6 +579,10 @@ std::string nft_skeleton(std::string_view table, const std::vector<std::string>&
   out +=
       "  chain fp_refuse { limit rate over 2000/second burst 2000 packets counter name "
       "\"fp_unlogged\" reject with tcp reset; log group " +
+      std::to_string(log_group) + "; reject with tcp reset; }\n";
+  out +=
+      "  chain fp_limit { limit rate over 2000/second burst 2000 packets counter name "
+      "\"fp_unlogged\" reject with tcp reset; log prefix \"connection_limit\" group " +
       std::to_string(log_group) + "; reject with tcp reset; }\n";
   out +=
       "  ct timeout fp_close4 { protocol tcp; l3proto ip; policy = { time_wait: 1, close: 1 }; }\n"

@@ -55,6 +55,9 @@ struct SandboxSets {
   std::string chain;
   std::vector<AddressRange> sources;
   std::vector<Allowed> allow4, allow6;
+  // The most kernel-forwarded connections it may hold at once (its chain counts them, conntrack's
+  // connlimit; beyond, a reset at SYN with reason connection_limit); 0: no limit.
+  uint32_t connection_limit = 0;
 };
 
 // A sandbox the proxy decides (audit mode, a gateway): its sources go back to TPROXY.
@@ -78,10 +81,11 @@ struct KernelSets {
 
 // `inspected`: the inspect.tls and inspect.http ports (never in a fast-path element).
 // `previous`: sets compiled before, whose sandboxes of the same generation are taken as they
-// are (a policy change compiles only the sandbox that changed).
+// are (a policy change compiles only the sandbox that changed). `connection_limit`: each
+// sandbox's (limits.max_connections_per_sandbox; 0: none, for a table without fp_limit).
 KernelSets compile_kernel_sets(const StoreSnapshot& store, const Guard& guard,
                                Verdict unknown_source, const std::vector<uint16_t>& inspected,
-                               const KernelSets* previous = nullptr);
+                               const KernelSets* previous = nullptr, uint32_t connection_limit = 0);
 
 // The verdict the sets give a new connection, evaluated as the kernel would (steps 1-4):
 // deny, allow, or nullopt for "TPROXY: the proxy decides". For tests and checks.
@@ -116,10 +120,12 @@ struct ChainRule {
     allow,      // ip[6] daddr RANGE tcp dport PORTS goto fp_allow
     allow_set,  // ip[6] daddr . tcp dport @SET goto fp_allow
     refuse,     // goto fp_refuse
+    limit,      // ct count over LIMIT goto fp_limit
   } kind;
   bool v4 = true;
   Allowed allowed{};
   std::string set;
+  uint32_t limit = 0;
 };
 std::vector<ChainRule> chain_rules(const SandboxSets& sandbox);
 // A long allow list (more than 16 intervals of a family) is kept in a set of its own.

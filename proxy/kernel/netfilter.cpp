@@ -333,8 +333,11 @@ int on_logged(struct nflog_g_handle*, struct nfgenmsg*, struct nflog_data* data,
   int size = nflog_get_payload(data, &payload);
   KernelRefusal refusal;
   if (size > 0 &&
-      parse_tcp_packet(reinterpret_cast<const uint8_t*>(payload), size_t(size), refusal))
+      parse_tcp_packet(reinterpret_cast<const uint8_t*>(payload), size_t(size), refusal)) {
+    const char* prefix = nflog_get_prefix(data);
+    refusal.over_limit = prefix && std::strcmp(prefix, "connection_limit") == 0;
     log->deliver(refusal);
+  }
   return 0;
 }
 

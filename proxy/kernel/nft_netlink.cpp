@@ -137,6 +137,13 @@ struct RuleBuilder {
         match(port_bytes(r.allowed.ports.low), port_bytes(r.allowed.ports.high));
         return verdict(NFT_GOTO, "fp_allow");
       }
+      case ChainRule::Kind::limit: {
+        nftnl_expr* e = nftnl_expr_alloc("connlimit");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_COUNT, r.limit);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);  // "over"
+        add(e);
+        return verdict(NFT_GOTO, "fp_limit");
+      }
       case ChainRule::Kind::allow_set:  // the text path's (plan.uses_sets())
       case ChainRule::Kind::refuse:
         break;

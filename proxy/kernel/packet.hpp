@@ -11,6 +11,7 @@ namespace egressd {
 struct KernelRefusal {
   IpAddress source, destination;
   uint16_t port = 0;
+  bool over_limit = false;  // from fp_limit: the sandbox held its most kernel connections
 };
 
 // The addresses and TCP destination port of an IPv4 or IPv6 packet: false for anything else

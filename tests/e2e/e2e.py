@@ -2505,6 +2505,29 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         assert seconds >= 2 or unlogged() > 0, (lines, unlogged(), seconds)
         assert metric_total('egressd_kernel_unlogged_total{what="flow_event_overrun"}') == 0
         assert len(origin_lines()) == origin_before, "a flooded SYN reached the origin"
+        # limits.max_connections_per_sandbox (40 here) holds for kernel flows too (the chain's
+        # connlimit, fp_limit): the 41st live one is reset at SYN, logged as connection_limit,
+        # and another sandbox is unaffected; the 6000 refused SYNs above took no places.
+        go = os.path.join(WORK, "kernel-limit-go")
+        many = background_python("sbx1", "import json, os, socket, time\n"
+                                 "socks, refused = [], 0\n"
+                                 "for _ in range(45):\n"
+                                 "  s = socket.socket(); s.settimeout(3)\n"
+                                 "  try:\n"
+                                 "    s.connect(('198.18.0.11', 9000)); s.sendall(b'x'); assert s.recv(1) == b'x'; socks.append(s)\n"
+                                 "  except OSError: refused += 1\n"
+                                 "print('ready'); print(json.dumps([len(socks), refused]), flush=True)\n"
+                                 f"while not os.path.exists('{go}'): time.sleep(0.05)\n",
+                                 "ready")
+        assert json.loads(many.stdout.readline()) == [40, 5]
+        rec = last_record(src="10.200.1.2", dst="198.18.0.11", port=9000, reason="connection_limit")
+        assert rec["kernel"] is True and rec["verdict"] == "deny" and rec["sandbox"] == "one", rec
+        assert len([c for c in connections_of("one") if c.get("kernel")]) == 40
+        assert client("sbx2", "echo", "198.18.0.11", 9000) == {"data": "ping", "end": "eof"}
+        open(go, "w").close()
+        many.communicate(timeout=10)
+        wait_for(lambda: not [c for c in connections_of("one") if c.get("kernel")], "the 40 to close")
+        assert client("sbx1", "echo", "198.18.0.11", 9000) == {"data": "ping", "end": "eof"}  # room again
         # A policy change revokes live kernel flows (on_update: revoke), v4 and v6: their next
         # packet is reset.
         holder = hold_connection(go + "2")

@@ -252,3 +252,27 @@ TEST_CASE("Kernel sets: a change touches only the sandboxes that changed") {
                           Verdict::deny, kInspected, &after);
   CHECK_FALSE(same_globals(after, guarded));
 }
+
+TEST_CASE("Kernel sets: each sandbox chain counts its kernel connections against the limit") {
+  PolicyStore store;
+  REQUIRE_FALSE(store.replace_all({spec("a", {"10.200.1.2"}, {"198.18.0.10:9000"}),
+                                   spec("c", {"10.200.3.2"}, {"198.18.0.11:9000"})}));
+  Guard guard = std::get<Guard>(Guard::compile({}));
+  auto none = compile_kernel_sets(*store.snapshot(), guard, Verdict::deny, kInspected);
+  CHECK(nft_fill(none, "egressd", {}).find("ct count") == std::string::npos);
+  auto limited =
+      compile_kernel_sets(*store.snapshot(), guard, Verdict::deny, kInspected, &none, 40);
+  for (const auto& sandbox : limited.sandboxes) {
+    auto rules = chain_rules(*sandbox);
+    // After the returns to TPROXY (the proxy counts its own), before any allow or refusal.
+    REQUIRE(rules.size() >= 4);
+    CHECK(rule_text(rules[2]) == "ct count over 40 goto fp_limit");
+  }
+  // A new limit is a new rule in every chain: no sandbox is reused unchanged.
+  ChangePlan plan = plan_change(none, limited);
+  CHECK(plan.written.size() == 2);
+  auto again =
+      compile_kernel_sets(*store.snapshot(), guard, Verdict::deny, kInspected, &limited, 40);
+  CHECK(plan_change(limited, again).empty());
+  CHECK(nft_skeleton("t", {}).find("chain fp_limit {") != std::string::npos);
+}
