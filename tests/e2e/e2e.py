@@ -2360,6 +2360,35 @@ def kernel_skeleton_declares_what_firewall_fast_path_declares():
 
 
 @test
+def kernel_table_of_10000_sandboxes_loads_and_decides_real_packets():
+    """10,000 generated sandboxes x 100 rules (kernel_sets --generate: sandbox 0 is sbx1's
+    10.200.1.2, allowed 198.18.0.10:9000-9002 and nothing else it could reach here) filled into
+    a scratch table as egressd fills it (one netlink batch, before the firewall's table), every
+    chain in the kernel, sampled points agreeing with decide(), and sbx1's real SYNs decided by
+    it: refused ones reset at SYN without reaching egressd, the allowed one passed on."""
+    table = "egressd_10k_e2e"
+    tool = os.path.join(BUILD, "kernel_sets")
+    try:
+        r = ns("host", f"{tool} --generate 10000 --table {table} --netlink-only --iface {P}h1 --iface {P}h2 "
+                       "--check 2000 --keep", check=False, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        loaded = json.loads(r.stdout.strip().splitlines()[-1])
+        assert loaded["in_kernel"] == 10000 and loaded["mismatches"] == 0 and loaded["allowed_points"] > 0, loaded
+        assert ns("host", f"nft list table inet {table}").stdout.count("chain fp_sb_") == 10000
+        before = metric_total("egressd_connections_total")
+        refused = [(4, None, "198.18.0.11", 9000), (4, None, "198.18.0.10", 9003), (4, None, "198.18.0.12", 22)]
+        answers = probe("sbx1", refused + [(4, None, "198.18.0.10", 9000)])
+        for target, (what, _, seconds) in zip(refused, answers):
+            assert what == "ConnectionRefusedError" and seconds < 1, (target, what, seconds)
+        # The allowed one went on to TPROXY: egressd decided it by its own policy ("one" does
+        # not allow 198.18.0.10:9000), so it counts one connection; the refusals count none.
+        wait_for(lambda: metric_total("egressd_connections_total") >= before + 1, "egressd's count")
+        assert metric_total("egressd_connections_total") == before + 1
+    finally:
+        ns("host", f"nft delete table inet {table}", check=False)
+
+
+@test
 def kernel_table_changes_by_netlink_equal_nft_text():
     """egressd fills the kernel table and sends each policy change as netlink batches it builds
     itself (kernel/nft_netlink.cpp), not as nft text: a fill, 300 random changes (allow lists
