@@ -129,11 +129,10 @@ void KernelPath::sync() {
                std::to_string(next.proxied.size()) + " left to the proxy)");
     last_problem_.clear();
   }
-  bool had = loaded_.has_value();
-  loaded_ = std::move(next);
+  std::optional<KernelSets> before = std::exchange(loaded_, std::move(next));
   // What the kernel forwards changed only with its table: a change it did not see (a name
   // rule, a sandbox the proxy decides) leaves its flows as allowed as they were.
-  if (had && changed && settings->on_update == OnUpdate::revoke) revoke();
+  if (before && changed) revoke(*before, settings->on_update == OnUpdate::revoke);
 }
 
 // The access-log record of a connection the kernel decided, decided again as the proxy would
@@ -196,16 +195,41 @@ std::vector<KernelFlow> KernelPath::live() {
   return std::move(*flows);
 }
 
-// Every kernel-forwarded flow that is still open is decided again; the denied ones lose their
-// conntrack entry, and get their line.
-void KernelPath::revoke() {
+namespace {
+
+// The sandbox of `before` whose sources hold `source` (empty: none).
+std::string owner_in(const KernelSets& before, const IpAddress& source) {
+  for (const auto& sandbox : before.sandboxes)
+    for (const AddressRange& range : sandbox->sources)
+      if (range.low.family == source.family && range.low.bits <= source.bits &&
+          source.bits <= range.high.bits)
+        return sandbox->id;
+  return {};
+}
+
+}  // namespace
+
+// Every kernel-forwarded flow that is still open whose sandbox is gone (deleted, or the source
+// is no longer its: closed whatever on_update says, as DELETE closes the proxy's connections)
+// and, with `denied_too` (on_update: revoke), every one the policy now denies, loses its
+// conntrack entry and gets its line (reason revoked). `before`: what the kernel held, for the
+// name of a deleted sandbox.
+void KernelPath::revoke(const KernelSets& before, bool denied_too) {
   auto result = conntrack_revoke(mark_, [&](const KernelFlow& flow) {
     AccessRecord record = decided_again(flow.source, flow.destination, flow.port);
-    if (record.verdict == Verdict::allow) return false;
+    bool orphaned = record.sandbox.empty();
+    if (!orphaned && (!denied_too || record.verdict == Verdict::allow)) return false;
+    if (orphaned) record.sandbox = owner_in(before, flow.source);
     record.start = flow.start;
+    record.verdict = Verdict::deny;
     record.reason = Reason::revoked;
     record.bytes_up = flow.bytes_up;
     record.bytes_down = flow.bytes_down;
+    {
+      std::lock_guard lock(listed_mutex_);
+      if (revoked_.size() > 65536) revoked_.clear();  // destroy events lost: start again
+      revoked_.insert({flow.conntrack_id, flow.source_port});
+    }
     write(record, &flow, flow.destination);
     return true;
   });
@@ -216,8 +240,18 @@ void KernelPath::revoke() {
 // One finished kernel-forwarded flow: its line and counts (a revoked one had its line when it
 // was revoked).
 void KernelPath::account(const KernelFlow& flow) {
+  {
+    std::lock_guard lock(listed_mutex_);
+    if (revoked_.erase({flow.conntrack_id, flow.source_port})) return;
+  }
   AccessRecord record = decided_again(flow.source, flow.destination, flow.port);
-  if (record.verdict != Verdict::allow) return;
+  if (record.verdict != Verdict::allow) {
+    // Denied now, yet never revoked (on_update: keep): it ran as allowed at its SYN, by an
+    // address rule (the only kind the kernel decides by); which one is not known any more.
+    record.verdict = Verdict::allow;
+    record.reason = Reason::allowed_address;
+    record.rule.clear();
+  }
   record.start = flow.start;
   record.bytes_up = flow.bytes_up;
   record.bytes_down = flow.bytes_down;

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,7 @@ class KernelPath {
   void write(AccessRecord& record, const KernelFlow* flow, const IpAddress& destination);
   void account(const KernelFlow& flow);
   void refused(const KernelRefusal& refusal);
-  void revoke();
+  void revoke(const KernelSets& before, bool denied_too);
   void count_unlogged();
 
   Shared& shared_;
@@ -67,6 +68,8 @@ class KernelPath {
   // (or a later live() no longer finds it).
   std::mutex listed_mutex_;
   std::map<std::pair<uint32_t, uint16_t>, uint64_t> listed_;
+  // Flows revoked (their line written) whose destroy event has not come yet.
+  std::set<std::pair<uint32_t, uint16_t>> revoked_;
 };
 
 }  // namespace egressd

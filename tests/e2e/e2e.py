@@ -2471,9 +2471,10 @@ def egressd_sockets_to(address, port):
 
 
 @contextlib.contextmanager
-def kernel_fast_path():
+def kernel_fast_path(on_update="revoke"):
     """firewall.sh --fast-path and egressd with fast_path: kernel, for the time of one test."""
     firewall(FIREWALL_ARGS + " --fast-path")
+    write_config(on_update=on_update)
     with open(CONFIG, "a") as f:
         f.write("fast_path: kernel\n")
     stop_egressd()
@@ -2657,6 +2658,36 @@ def kernel_fast_path_forwards_refuses_at_syn_revokes_and_logs():
         assert "fp_by_source4" not in ns("host", "nft list chain inet egressd fast_path").stdout
         (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
         assert what != "open", what
+
+
+@test
+def kernel_fast_path_on_update_keep_keeps_flows_but_delete_closes_them():
+    """on_update: keep on the kernel path: a policy change leaves a live kernel flow alone (it
+    finishes, and its line says allowed although the policy now denies it), while deleting its
+    sandbox closes it (DELETE closes a sandbox's connections whatever on_update says), with a
+    revoked line that names the deleted sandbox."""
+    with kernel_fast_path(on_update="keep"):
+        go = os.path.join(WORK, "keep-go")
+        holder = hold_connection(go)
+        listed = [c for c in connections_of("one") if c.get("kernel")]
+        assert len(listed) == 1, listed
+        ctl("set", "one", "--source", "10.200.1.2", "--source", "fd00:200:1::2", "--allow", "198.18.0.11:9001")
+        assert [c["id"] for c in connections_of("one") if c.get("kernel")] == [listed[0]["id"]]  # kept
+        (what, _, _), = probe("sbx1", [(4, None, "198.18.0.11", 9000)])
+        assert what == "ConnectionRefusedError", what  # a new one is refused at SYN
+        open(go, "w").close()
+        assert holder.communicate(timeout=10)[0].split() == ["before", "after!"]
+        rec = last_record(kernel=True, id=listed[0]["id"])
+        assert rec["verdict"] == "allow" and rec["reason"] == "allowed_address" and rec["bytes_up"] > 12, rec
+        # Deleting the sandbox closes its kernel flow at once.
+        holder = hold_connection(go + "2", "sbx2")
+        assert api("DELETE", "/v1/sandboxes/two")[0] == 204
+        assert not [c for c in api("GET", "/v1/connections")[1]["connections"] if c.get("kernel")]
+        open(go + "2", "w").close()
+        out = holder.communicate(timeout=10)[0]
+        assert holder.returncode != 0 and "after!" not in out, out
+        rec = last_record(src="10.200.2.2", kernel=True, reason="revoked")
+        assert rec["sandbox"] == "two" and rec["verdict"] == "deny", rec
 
 
 @test
