@@ -86,17 +86,17 @@ void KernelPath::sync() {
   if (stopped_) return;
   auto settings = shared_.settings.load();
   auto snapshot = shared_.store.snapshot();
-  if (!loaded_) {  // a table from an older firewall.sh has no fp_limit: no limit then
-    size_t rules = 0;
+  // A table from an older firewall.sh has no fp_limit: no limit then, said once per table
+  // (no table at all is the fill's to report).
+  size_t rules = 0;
+  if (!loaded_ && nft_rule_count(table_, "fp_refuse", rules).empty()) {
     bool had = limit_chain_;
     limit_chain_ = nft_rule_count(table_, "fp_limit", rules).empty() && rules > 0;
-    if (had != limit_chain_ || !limit_said_) {
-      limit_said_ = true;
-      if (!limit_chain_)
-        log_line("fast_path kernel: table inet " + table_ +
-                 " has no chain fp_limit (firewall.sh older than egressd): kernel-forwarded "
-                 "connections are not limited per sandbox; re-run firewall.sh up --fast-path");
-    }
+    if (!limit_chain_ && (had || !limit_said_))
+      log_line("fast_path kernel: table inet " + table_ +
+               " has no chain fp_limit (firewall.sh older than egressd): kernel-forwarded "
+               "connections are not limited per sandbox; re-run firewall.sh up --fast-path");
+    limit_said_ = true;
   }
   uint32_t limit = limit_chain_ ? settings->max_connections_per_sandbox : 0;
   KernelSets next =
