@@ -163,8 +163,8 @@ AccessRecord KernelPath::decided_again(const IpAddress& source, const IpAddress&
 void KernelPath::write(AccessRecord& record, const KernelFlow* flow, const IpAddress& destination) {
   record.id = 0;
   if (flow) {
-    std::lock_guard lock(listed_mutex_);
-    if (auto at = listed_.find({flow->conntrack_id, flow->source_port}); at != listed_.end()) {
+    std::lock_guard lock(flows_mutex_);
+    if (auto at = listed_.find(key_of(*flow)); at != listed_.end()) {
       record.id = at->second;
       listed_.erase(at);
     }
@@ -183,10 +183,10 @@ std::vector<KernelFlow> KernelPath::live() {
   auto dumped = conntrack_flows(mark);
   auto* flows = std::get_if<std::vector<KernelFlow>>(&dumped);
   if (!flows) return {};
-  std::lock_guard lock(listed_mutex_);
-  std::map<std::pair<uint32_t, uint16_t>, uint64_t> listed;
+  std::lock_guard lock(flows_mutex_);
+  std::map<FlowKey, uint64_t> listed;
   for (KernelFlow& flow : *flows) {
-    std::pair key{flow.conntrack_id, flow.source_port};
+    FlowKey key = key_of(flow);
     auto at = listed_.find(key);
     flow.serial = at != listed_.end() ? at->second : shared_.next_serial.fetch_add(1);
     listed.emplace(key, flow.serial);
@@ -226,9 +226,9 @@ void KernelPath::revoke(const KernelSets& before, bool denied_too) {
     record.bytes_up = flow.bytes_up;
     record.bytes_down = flow.bytes_down;
     {
-      std::lock_guard lock(listed_mutex_);
+      std::lock_guard lock(flows_mutex_);
       if (revoked_.size() > 65536) revoked_.clear();  // destroy events lost: start again
-      revoked_.insert({flow.conntrack_id, flow.source_port});
+      revoked_.insert(key_of(flow));
     }
     write(record, &flow, flow.destination);
     return true;
@@ -241,8 +241,8 @@ void KernelPath::revoke(const KernelSets& before, bool denied_too) {
 // was revoked).
 void KernelPath::account(const KernelFlow& flow) {
   {
-    std::lock_guard lock(listed_mutex_);
-    if (revoked_.erase({flow.conntrack_id, flow.source_port})) return;
+    std::lock_guard lock(flows_mutex_);
+    if (revoked_.erase(key_of(flow))) return;
   }
   AccessRecord record = decided_again(flow.source, flow.destination, flow.port);
   if (record.verdict != Verdict::allow) {
@@ -295,8 +295,8 @@ void KernelPath::check() {
   {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
-    if (loaded_) count_unlogged();
     if (loaded_) {
+      count_unlogged();
       // A reload declares fast_path empty; egressd's fill never leaves it so.
       size_t rules = 0;
       std::string problem = nft_rule_count(table_, "fast_path", rules);

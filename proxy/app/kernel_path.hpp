@@ -64,12 +64,15 @@ class KernelPath {
   RefusalLog refusals_;
   uint64_t unlogged_ = 0;  // fp_unlogged's packets at the last tick
   uint64_t refusals_lost_ = 0, event_overruns_ = 0;
-  // The ids live() gave, by conntrack id and source port, until the flow's line is written
-  // (or a later live() no longer finds it).
-  std::mutex listed_mutex_;
-  std::map<std::pair<uint32_t, uint16_t>, uint64_t> listed_;
+  // A live flow, as conntrack names it while it lives: its id and the sandbox's port.
+  using FlowKey = std::pair<uint32_t, uint16_t>;
+  static FlowKey key_of(const KernelFlow& flow) { return {flow.conntrack_id, flow.source_port}; }
+  std::mutex flows_mutex_;  // listed_ and revoked_
+  // The ids live() gave, until the flow's line is written (or a later live() no longer finds
+  // it).
+  std::map<FlowKey, uint64_t> listed_;
   // Flows revoked (their line written) whose destroy event has not come yet.
-  std::set<std::pair<uint32_t, uint16_t>> revoked_;
+  std::set<FlowKey> revoked_;
 };
 
 }  // namespace egressd
